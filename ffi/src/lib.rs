@@ -1,0 +1,1 @@
+//! FFI shell over haven-core (see issue 4).

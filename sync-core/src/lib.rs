@@ -1,0 +1,1 @@
+//! Haven client engine (see issue 3). The public API grows here.
