@@ -1,0 +1,436 @@
+//! Reading and writing typed fields of Automerge maps, shared by every document type.
+//!
+//! Readers are strict about types and name the field (as a path such as `resources[2].phone`) in
+//! every error. Writers compare before writing, because an Automerge `put` of an equal value is
+//! still an operation: skipping it is what makes republishing unchanged content a no-op.
+
+use automerge::transaction::Transactable;
+use automerge::{AutomergeError, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+
+use super::{DocType, DocumentError, SCHEMA_VERSION};
+
+pub(crate) const SCHEMA_KEY: &str = "schema";
+pub(crate) const TYPE_KEY: &str = "type";
+
+/// A map object of a document, with its path for error messages.
+pub(crate) struct MapReader<'a, D> {
+    doc: &'a D,
+    obj: ObjId,
+    path: String,
+}
+
+impl<'a, D: ReadDoc> MapReader<'a, D> {
+    pub(crate) fn root(doc: &'a D) -> Self {
+        Self {
+            doc,
+            obj: ROOT,
+            path: String::new(),
+        }
+    }
+
+    /// The path of `key` in this map, as errors name it.
+    pub(crate) fn field(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Value<'a>>, DocumentError> {
+        Ok(self.doc.get(&self.obj, key)?.map(|(value, _)| value))
+    }
+
+    fn scalar(&self, key: &str, expected: &'static str) -> Result<ScalarValue, DocumentError> {
+        match self.get(key)? {
+            Some(Value::Scalar(scalar)) => Ok(scalar.into_owned()),
+            Some(Value::Object(_)) => Err(self.wrong_type(key, expected)),
+            None => Err(DocumentError::Missing {
+                field: self.field(key),
+            }),
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &'static str) -> DocumentError {
+        DocumentError::WrongType {
+            field: self.field(key),
+            expected,
+        }
+    }
+
+    pub(crate) fn str(&self, key: &str) -> Result<String, DocumentError> {
+        match self.scalar(key, "a string")? {
+            ScalarValue::Str(text) => Ok(text.to_string()),
+            _ => Err(self.wrong_type(key, "a string")),
+        }
+    }
+
+    /// A string that may be absent (or null).
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<String>, DocumentError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(Value::Scalar(scalar)) => match scalar.as_ref() {
+                ScalarValue::Str(text) => Ok(Some(text.to_string())),
+                ScalarValue::Null => Ok(None),
+                _ => Err(self.wrong_type(key, "a string or null")),
+            },
+            Some(Value::Object(_)) => Err(self.wrong_type(key, "a string or null")),
+        }
+    }
+
+    /// A non-negative integer; other clients may have written it signed.
+    pub(crate) fn u64(&self, key: &str) -> Result<u64, DocumentError> {
+        match self.scalar(key, "a non-negative integer")? {
+            ScalarValue::Uint(value) => Ok(value),
+            ScalarValue::Int(value) => {
+                u64::try_from(value).map_err(|_| self.wrong_type(key, "a non-negative integer"))
+            }
+            _ => Err(self.wrong_type(key, "a non-negative integer")),
+        }
+    }
+
+    pub(crate) fn u32(&self, key: &str) -> Result<u32, DocumentError> {
+        u32::try_from(self.u64(key)?).map_err(|_| DocumentError::Invalid {
+            field: self.field(key),
+            reason: "out of range".to_owned(),
+        })
+    }
+
+    pub(crate) fn bool(&self, key: &str) -> Result<bool, DocumentError> {
+        match self.scalar(key, "a boolean")? {
+            ScalarValue::Boolean(value) => Ok(value),
+            _ => Err(self.wrong_type(key, "a boolean")),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, stored as an Automerge timestamp.
+    pub(crate) fn timestamp(&self, key: &str) -> Result<i64, DocumentError> {
+        match self.scalar(key, "a timestamp")? {
+            ScalarValue::Timestamp(millis) | ScalarValue::Int(millis) => Ok(millis),
+            _ => Err(self.wrong_type(key, "a timestamp")),
+        }
+    }
+
+    /// The content of a Text object.
+    pub(crate) fn text(&self, key: &str) -> Result<String, DocumentError> {
+        let id = self.object(key, ObjType::Text, "a text object")?;
+        Ok(self.doc.text(&id)?)
+    }
+
+    /// A list of strings.
+    pub(crate) fn str_list(&self, key: &str) -> Result<Vec<String>, DocumentError> {
+        let list = self.object(key, ObjType::List, "a list")?;
+        let path = self.field(key);
+        (0..self.doc.length(&list))
+            .map(|index| match self.doc.get(&list, index)? {
+                Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
+                    ScalarValue::Str(text) => Ok(text.to_string()),
+                    _ => Err(DocumentError::WrongType {
+                        field: format!("{path}[{index}]"),
+                        expected: "a string",
+                    }),
+                },
+                _ => Err(DocumentError::WrongType {
+                    field: format!("{path}[{index}]"),
+                    expected: "a string",
+                }),
+            })
+            .collect()
+    }
+
+    /// A nested map.
+    pub(crate) fn map(&self, key: &str) -> Result<Self, DocumentError> {
+        let obj = self.object(key, ObjType::Map, "a map")?;
+        Ok(Self {
+            doc: self.doc,
+            obj,
+            path: self.field(key),
+        })
+    }
+
+    /// A list whose items are all maps.
+    pub(crate) fn list_of_maps(&self, key: &str) -> Result<Vec<Self>, DocumentError> {
+        let list = self.object(key, ObjType::List, "a list")?;
+        let path = self.field(key);
+        (0..self.doc.length(&list))
+            .map(|index| match self.doc.get(&list, index)? {
+                Some((Value::Object(ObjType::Map), obj)) => Ok(Self {
+                    doc: self.doc,
+                    obj,
+                    path: format!("{path}[{index}]"),
+                }),
+                _ => Err(DocumentError::WrongType {
+                    field: format!("{path}[{index}]"),
+                    expected: "a map",
+                }),
+            })
+            .collect()
+    }
+
+    /// The keys of this map, in Automerge's (sorted) order.
+    pub(crate) fn keys(&self) -> Vec<String> {
+        self.doc.keys(&self.obj).collect()
+    }
+
+    fn object(
+        &self,
+        key: &str,
+        obj_type: ObjType,
+        expected: &'static str,
+    ) -> Result<ObjId, DocumentError> {
+        match self.doc.get(&self.obj, key)? {
+            Some((Value::Object(found), id)) if found == obj_type => Ok(id),
+            Some(_) => Err(self.wrong_type(key, expected)),
+            None => Err(DocumentError::Missing {
+                field: self.field(key),
+            }),
+        }
+    }
+}
+
+/// Checks the root `schema` is one this build understands.
+pub(crate) fn check_schema<D: ReadDoc>(root: &MapReader<'_, D>) -> Result<(), DocumentError> {
+    let found = root.u64(SCHEMA_KEY)?;
+    if found == 0 || found > SCHEMA_VERSION {
+        return Err(DocumentError::UnsupportedSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the root `schema` and `type`, before any other field is read.
+pub(crate) fn check_header<D: ReadDoc>(
+    root: &MapReader<'_, D>,
+    expected: DocType,
+) -> Result<(), DocumentError> {
+    check_schema(root)?;
+    let found = root.str(TYPE_KEY)?;
+    if found != expected.as_str() {
+        return Err(DocumentError::WrongDocType { expected, found });
+    }
+    Ok(())
+}
+
+/// Writes the root `schema` and `type`.
+pub(crate) fn write_header<T: Transactable>(
+    tx: &mut T,
+    doc_type: DocType,
+) -> Result<(), AutomergeError> {
+    put_scalar(tx, &ROOT, SCHEMA_KEY, ScalarValue::Uint(SCHEMA_VERSION))?;
+    put_str(tx, &ROOT, TYPE_KEY, doc_type.as_str())
+}
+
+/// Puts a scalar unless the key already holds exactly that value (and no conflicting one).
+pub(crate) fn put_scalar<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: ScalarValue,
+) -> Result<(), AutomergeError> {
+    if current_scalar(tx, obj, key)?.as_ref() == Some(&value) {
+        return Ok(());
+    }
+    tx.put(obj, key, value)
+}
+
+pub(crate) fn put_str<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: &str,
+) -> Result<(), AutomergeError> {
+    put_scalar(tx, obj, key, ScalarValue::Str(value.into()))
+}
+
+/// Puts a string, or removes the key for `None`.
+pub(crate) fn put_opt_str<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), AutomergeError> {
+    match value {
+        Some(text) => put_str(tx, obj, key, text),
+        None if tx.get(obj, key)?.is_some() => tx.delete(obj, key),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn put_u64<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: u64,
+) -> Result<(), AutomergeError> {
+    put_scalar(tx, obj, key, ScalarValue::Uint(value))
+}
+
+pub(crate) fn put_bool<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: bool,
+) -> Result<(), AutomergeError> {
+    put_scalar(tx, obj, key, ScalarValue::Boolean(value))
+}
+
+pub(crate) fn put_timestamp<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    millis: i64,
+) -> Result<(), AutomergeError> {
+    put_scalar(tx, obj, key, ScalarValue::Timestamp(millis))
+}
+
+/// Makes a Text object hold `value`, by a diff (`update_text`) when the object exists, so an edit
+/// becomes a small change that merges with concurrent edits.
+pub(crate) fn put_text<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: &str,
+) -> Result<(), AutomergeError> {
+    let existing = match tx.get_all(obj, key)?.as_slice() {
+        [(Value::Object(ObjType::Text), id)] => Some(id.clone()),
+        _ => None,
+    };
+    let text = match existing {
+        Some(id) => {
+            if tx.text(&id)? == value {
+                return Ok(());
+            }
+            id
+        }
+        None => tx.put_object(obj, key, ObjType::Text)?,
+    };
+    tx.update_text(&text, value)
+}
+
+/// Replaces a list of strings, only when it differs.
+pub(crate) fn put_str_list<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    values: &[String],
+) -> Result<(), AutomergeError> {
+    if current_str_list(tx, obj, key)?.as_deref() == Some(values) {
+        return Ok(());
+    }
+    let list = tx.put_object(obj, key, ObjType::List)?;
+    for (index, value) in values.iter().enumerate() {
+        tx.insert(&list, index, value.as_str())?;
+    }
+    Ok(())
+}
+
+/// The map under `key`, created if absent or if the key holds something else.
+pub(crate) fn ensure_map<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+) -> Result<ObjId, AutomergeError> {
+    ensure_object(tx, obj, key, ObjType::Map)
+}
+
+/// The list under `key`, created if absent or if the key holds something else.
+pub(crate) fn ensure_list<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+) -> Result<ObjId, AutomergeError> {
+    ensure_object(tx, obj, key, ObjType::List)
+}
+
+fn ensure_object<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    obj_type: ObjType,
+) -> Result<ObjId, AutomergeError> {
+    match tx.get_all(obj, key)?.as_slice() {
+        [(Value::Object(found), id)] if *found == obj_type => Ok(id.clone()),
+        _ => tx.put_object(obj, key, obj_type),
+    }
+}
+
+/// Makes `list` hold one map per item, reconciling items in place by position: an edit to one
+/// item touches only that item's changed fields.
+pub(crate) fn reconcile_list_of_maps<T, I, F>(
+    tx: &mut T,
+    list: &ObjId,
+    items: &[I],
+    mut reconcile_item: F,
+) -> Result<(), AutomergeError>
+where
+    T: Transactable,
+    F: FnMut(&mut T, &ObjId, &I) -> Result<(), AutomergeError>,
+{
+    let old_len = tx.length(list);
+    // Remove surplus items from the end first, so the indices below stay valid.
+    for index in (items.len()..old_len).rev() {
+        tx.delete(list, index)?;
+    }
+    for (index, item) in items.iter().enumerate() {
+        let map = if index < old_len {
+            match tx.get(list, index)? {
+                Some((Value::Object(ObjType::Map), id)) => id,
+                _ => tx.put_object(list, index, ObjType::Map)?,
+            }
+        } else {
+            tx.insert_object(list, index, ObjType::Map)?
+        };
+        reconcile_item(tx, &map, item)?;
+    }
+    Ok(())
+}
+
+/// Deletes every key of `obj` that `keep` refuses.
+pub(crate) fn retain_keys<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    mut keep: impl FnMut(&str) -> bool,
+) -> Result<(), AutomergeError> {
+    let doomed: Vec<String> = tx.keys(obj).filter(|key| !keep(key)).collect();
+    for key in doomed {
+        tx.delete(obj, key.as_str())?;
+    }
+    Ok(())
+}
+
+/// The key's value if it is a single, unconflicted scalar.
+fn current_scalar<T: ReadDoc>(
+    doc: &T,
+    obj: &ObjId,
+    key: &str,
+) -> Result<Option<ScalarValue>, AutomergeError> {
+    Ok(match doc.get_all(obj, key)?.as_slice() {
+        [(Value::Scalar(scalar), _)] => Some(scalar.clone().into_owned()),
+        _ => None,
+    })
+}
+
+/// The key's value if it is a single, unconflicted list of strings.
+fn current_str_list<T: ReadDoc>(
+    doc: &T,
+    obj: &ObjId,
+    key: &str,
+) -> Result<Option<Vec<String>>, AutomergeError> {
+    let list = match doc.get_all(obj, key)?.as_slice() {
+        [(Value::Object(ObjType::List), id)] => id.clone(),
+        _ => return Ok(None),
+    };
+    let mut values = Vec::with_capacity(doc.length(&list));
+    for index in 0..doc.length(&list) {
+        match doc.get(&list, index)? {
+            Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
+                ScalarValue::Str(text) => values.push(text.to_string()),
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(values))
+}

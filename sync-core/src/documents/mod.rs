@@ -1,0 +1,131 @@
+//! Typed views over Haven's Automerge documents.
+//!
+//! Each document type is a plain Rust struct that can be read from a document ([`Document::hydrate`])
+//! and written into one ([`Document::reconcile`]). Reconciling writes only what differs, so writing
+//! the same value twice produces no Automerge operations, and editing one field produces a small
+//! change: that is what keeps republished content and synced edits cheap.
+//!
+//! Every document root carries `schema` (the document schema version, [`SCHEMA_VERSION`]) and
+//! `type` (a [`DocType`]). Hydration never panics on a malformed document: it returns a
+//! [`DocumentError`] naming the offending field.
+
+mod article;
+mod fields;
+mod manifest;
+mod resource_list;
+
+use std::fmt;
+
+use automerge::transaction::Transactable;
+use automerge::{AutomergeError, ReadDoc};
+
+pub use article::Article;
+pub use manifest::{Manifest, ManifestEntry};
+pub use resource_list::{Resource, ResourceList};
+
+/// The document schema version this build reads and writes. A document with a higher version was
+/// written by a newer client and is refused rather than misread.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The `type` of a document, stored at its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DocType {
+    /// A public awareness article ([`Article`]).
+    Article,
+    /// A public list of hotlines and services ([`ResourceList`]).
+    ResourceList,
+    /// The signed list of public documents and their heads ([`Manifest`]).
+    Manifest,
+}
+
+impl DocType {
+    /// The value of the root `type` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Article => "article",
+            Self::ResourceList => "resource_list",
+            Self::Manifest => "manifest",
+        }
+    }
+
+    /// Parses the value of a root `type` field.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "article" => Some(Self::Article),
+            "resource_list" => Some(Self::ResourceList),
+            "manifest" => Some(Self::Manifest),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DocType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a document could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    #[error("field `{field}` is missing")]
+    Missing { field: String },
+    #[error("field `{field}` is not {expected}")]
+    WrongType {
+        field: String,
+        expected: &'static str,
+    },
+    #[error("field `{field}` is invalid: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("document type is `{found}`, expected `{expected}`")]
+    WrongDocType { expected: DocType, found: String },
+    #[error("document schema {found} is newer than this build supports ({supported})")]
+    UnsupportedSchema { found: u64, supported: u64 },
+    /// An Automerge operation failed; kept as text so the error stays comparable.
+    #[error("automerge: {0}")]
+    Automerge(String),
+}
+
+impl From<AutomergeError> for DocumentError {
+    fn from(error: AutomergeError) -> Self {
+        Self::Automerge(error.to_string())
+    }
+}
+
+impl DocumentError {
+    /// The field the error is about, if it is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Missing { field }
+            | Self::WrongType { field, .. }
+            | Self::Invalid { field, .. } => Some(field),
+            Self::WrongDocType { .. } => Some(fields::TYPE_KEY),
+            Self::UnsupportedSchema { .. } => Some(fields::SCHEMA_KEY),
+            Self::Automerge(_) => None,
+        }
+    }
+}
+
+/// A typed document: read from and written into an Automerge document.
+pub trait Document: Sized {
+    /// The root `type` this document carries.
+    const TYPE: DocType;
+
+    /// Reads the document. Fails with the offending field's name on a malformed document.
+    fn hydrate<D: ReadDoc>(doc: &D) -> Result<Self, DocumentError>;
+
+    /// Makes the document equal to `self`, writing only what differs. Whatever the document held
+    /// before (even a malformed value), afterwards [`Document::hydrate`] returns `self`.
+    fn reconcile<T: Transactable>(&self, tx: &mut T) -> Result<(), DocumentError>;
+}
+
+/// Reads a document's root `type`, checking its schema version first.
+pub fn doc_type<D: ReadDoc>(doc: &D) -> Result<DocType, DocumentError> {
+    let root = fields::MapReader::root(doc);
+    fields::check_schema(&root)?;
+    let found = root.str(fields::TYPE_KEY)?;
+    DocType::parse(&found).ok_or_else(|| DocumentError::Invalid {
+        field: fields::TYPE_KEY.to_owned(),
+        reason: format!("unknown document type `{found}`"),
+    })
+}
