@@ -1153,6 +1153,33 @@ pub(super) mod cases {
             panic!("update must apply");
         };
         assert_eq!(next.revision, 2);
+        // A new username key moves the index, unless another account holds it.
+        new_account(store, 2, 1).await;
+        let mut renamed = next.clone();
+        renamed.username_key = [2; 32];
+        assert_eq!(
+            store.update_account(2, renamed.clone()).await.unwrap(),
+            Cas::Conflict
+        );
+        renamed.username_key = [0x33; 32];
+        let Cas::Done(renamed) = store.update_account(2, renamed).await.unwrap() else {
+            panic!("update must apply");
+        };
+        assert_eq!(
+            store.account_by_username(&[0x33; 32]).await.unwrap(),
+            Some(renamed)
+        );
+        assert_eq!(
+            store
+                .account_by_username(&account.username_key)
+                .await
+                .unwrap(),
+            None
+        );
+        // The space cannot be moved to another account record.
+        let mut moved = store.account(&account.user_id).await.unwrap().unwrap();
+        moved.space_id = space_id(9);
+        assert_eq!(store.update_account(3, moved).await.unwrap(), Cas::Conflict);
         // An unknown account is a conflict, not a creation.
         assert_eq!(
             store.update_account(0, account_record(3, 1)).await.unwrap(),
@@ -1169,7 +1196,6 @@ pub(super) mod cases {
         assert_eq!(devices.len(), 2);
         assert!(devices.contains(&second));
         // Another account's devices are separate.
-        new_account(store, 2, 1).await;
         assert_eq!(
             store.devices(&user_id(2)).await.unwrap(),
             vec![device_record(2, 0)]
@@ -1471,6 +1497,30 @@ pub(super) mod cases {
         assert!(
             !store
                 .session(&session_id(4))
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked
+        );
+        // A session id taken over by another user is no longer the first user's to revoke.
+        store
+            .create_session(session_record(10, 3, 0))
+            .await
+            .unwrap();
+        store
+            .create_session(session_record(10, 2, 0))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .revoke_sessions_of_user(&user_id(3), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            !store
+                .session(&session_id(10))
                 .await
                 .unwrap()
                 .unwrap()

@@ -242,8 +242,11 @@ impl<E: KvEngine> KvStore<E> {
         let mut sessions = Vec::new();
         for key in self.engine.scan_prefix_keys(&keys::user_sessions(user))? {
             let id = key_suffix::<16>(&key, "session index")?;
-            // An index entry without its session is tolerated (never written so, but harmless).
-            if let Some(session) = self.get_json(&keys::session(&HexId(id)), "session")? {
+            // An index entry without its session, or left behind by a session id reused for
+            // another user, is ignored: only this user's sessions are ever returned.
+            let session: Option<SessionRecord> =
+                self.get_json(&keys::session(&HexId(id)), "session")?;
+            if let Some(session) = session.filter(|session| session.user_id == *user) {
                 sessions.push(session);
             }
         }
