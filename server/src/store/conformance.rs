@@ -3,9 +3,10 @@
 //! [`store_conformance_tests!`] expands to one `#[tokio::test]` per case for a backend, given an
 //! expression that makes a fresh [`Harness`] (as matrix-rust-sdk's `statestore_integration_tests!`
 //! does for its state stores). The cases live in [`cases`] and only talk to the store through
-//! `&dyn Store`, except the corruption case, which plants bad bytes through the engine. A
+//! `&dyn Store`, so a backend that is not a [`KvStore`] (PostgreSQL) can run them unchanged. A
 //! property test drives random append batches against a backend and a small model of the rules.
-//! Backend-specific cases (sled restarts, the directory lock) follow the instantiations.
+//! Backend-specific cases follow the instantiations: durability, corrupt records (planted
+//! through the [`KvEngine`]), sled restarts and the data-directory lock.
 
 use std::sync::Arc;
 
@@ -19,17 +20,19 @@ use super::kv::{KvEngine, KvStore};
 use super::memory::MemoryKv;
 use super::sled_kv::SledKv;
 use super::{
-    AccountRecord, AppendItem, AppendOutcome, DeviceRecord, JwtKeyRecord, JwtKeyState,
+    AccountRecord, AppendItem, AppendOutcome, DeviceRecord, Durability, JwtKeyRecord, JwtKeyState,
     SessionRecord, Store,
 };
 
 /// A fresh store for one test, and whatever must live as long as it (a temporary directory).
-pub(super) struct Harness<E: KvEngine> {
-    store: Arc<KvStore<E>>,
+/// Only `dyn Store` is visible, so a backend that is not a [`KvStore`] (PostgreSQL) can run
+/// the same suite by providing its own constructor.
+pub(super) struct Harness {
+    store: Arc<dyn Store>,
     dir: Option<tempfile::TempDir>,
 }
 
-impl<E: KvEngine> Harness<E> {
+impl Harness {
     pub(super) fn store(&self) -> &dyn Store {
         &*self.store
     }
@@ -37,13 +40,9 @@ impl<E: KvEngine> Harness<E> {
     pub(super) fn shared(&self) -> Arc<dyn Store> {
         self.store.clone()
     }
-
-    pub(super) fn kv(&self) -> &KvStore<E> {
-        &self.store
-    }
 }
 
-pub(super) fn memory() -> Harness<MemoryKv> {
+pub(super) fn memory() -> Harness {
     Harness {
         store: Arc::new(KvStore::<MemoryKv>::new()),
         dir: None,
@@ -53,9 +52,15 @@ pub(super) fn memory() -> Harness<MemoryKv> {
 /// A small cache keeps parallel tests light; the behaviour does not depend on it.
 const TEST_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
-pub(super) fn sled() -> Harness<SledKv> {
+/// A sled store in a fresh temporary directory, and the directory.
+fn sled_kv() -> (KvStore<SledKv>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = KvStore::<SledKv>::open(dir.path(), TEST_CACHE_BYTES).unwrap();
+    (store, dir)
+}
+
+pub(super) fn sled() -> Harness {
+    let (store, dir) = sled_kv();
     Harness {
         store: Arc::new(store),
         dir: Some(dir),
@@ -219,11 +224,11 @@ fn sorted<T: Ord>(mut values: Vec<T>) -> Vec<T> {
 }
 
 /// Generates one `#[tokio::test]` per conformance case for a backend. `$make` is an expression
-/// evaluating to a fresh [`Harness`]; it is evaluated once per test.
+/// evaluating to a fresh [`Harness`]; it is evaluated once per test (once per property case).
 macro_rules! store_conformance_tests {
     ($make:expr) => {
         store_conformance_tests!(@cases $make;
-            basics_ping_durability_flush,
+            basics_ping_and_flush,
             append_assigns_gap_free_seqs_from_one,
             append_answers_per_item_in_order,
             duplicates_and_id_conflicts_across_and_within_batches,
@@ -247,7 +252,6 @@ macro_rules! store_conformance_tests {
             rate_limit_counts_in_fixed_windows,
             secret_or_init_keeps_the_first_value,
             jwt_keys_keep_one_active,
-            corrupt_records_are_refused,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +273,7 @@ macro_rules! store_conformance_tests {
             #[tokio::test]
             async fn $case() {
                 let harness = $make;
-                $crate::store::conformance::cases::$case(&harness).await;
+                $crate::store::conformance::cases::$case(harness.store()).await;
             }
         )*
     };
@@ -277,12 +281,39 @@ macro_rules! store_conformance_tests {
 
 mod memory_store {
     store_conformance_tests!(super::memory());
+
+    use super::*;
+
+    #[test]
+    fn memory_is_durable_on_commit() {
+        assert_eq!(
+            KvStore::<MemoryKv>::new().durability(),
+            Durability::OnCommit
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_refuses_corrupt_records() {
+        cases::corrupt_records_are_refused(&KvStore::<MemoryKv>::new()).await;
+    }
 }
 
 mod sled_store {
     store_conformance_tests!(super::sled());
 
     use super::*;
+
+    #[test]
+    fn sled_is_durable_after_flush() {
+        let (store, _dir) = sled_kv();
+        assert_eq!(store.durability(), Durability::AfterFlush);
+    }
+
+    #[tokio::test]
+    async fn sled_refuses_corrupt_records() {
+        let (store, _dir) = sled_kv();
+        cases::corrupt_records_are_refused(&store).await;
+    }
 
     /// Everything acknowledged before a flush is there after a restart, and ids stay idempotent.
     #[tokio::test]
@@ -378,26 +409,19 @@ mod sled_store {
 
 /// The cases, each against a fresh store.
 pub(super) mod cases {
-    use super::super::{Cas, Durability, LinkRecord, OneTimeToken, RateDecision};
+    use super::super::{Cas, LinkRecord, OneTimeToken, RateDecision};
     use super::*;
 
-    pub(crate) async fn basics_ping_durability_flush<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn basics_ping_and_flush(store: &dyn Store) {
         store.ping().await.unwrap();
-        let expected = if h.dir.is_some() {
-            Durability::AfterFlush
-        } else {
-            Durability::OnCommit
-        };
-        assert_eq!(store.durability(), expected);
         store.flush().await.unwrap();
-        // Object-safe: usable as the server holds it.
-        let shared: Arc<dyn Store> = h.shared();
-        shared.ping().await.unwrap();
+        // Whatever the backend promises, a flush after a write must succeed.
+        new_account(store, 1, 1).await;
+        store.flush().await.unwrap();
+        store.ping().await.unwrap();
     }
 
-    pub(crate) async fn append_assigns_gap_free_seqs_from_one<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn append_assigns_gap_free_seqs_from_one(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         assert_eq!(store.head(&space).await.unwrap(), 0);
         let first = store
@@ -435,8 +459,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn append_answers_per_item_in_order<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn append_answers_per_item_in_order(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         store
             .append(&space, vec![change(1, 1, 1), tombstone(2, 2, 1)])
@@ -478,10 +501,7 @@ pub(super) mod cases {
         assert_eq!(store.head(&space).await.unwrap(), 4);
     }
 
-    pub(crate) async fn duplicates_and_id_conflicts_across_and_within_batches<E: KvEngine>(
-        h: &Harness<E>,
-    ) {
-        let store = h.store();
+    pub(crate) async fn duplicates_and_id_conflicts_across_and_within_batches(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         store
             .append(&space, vec![change(1, 1, 1), change(2, 1, 1)])
@@ -545,8 +565,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn rejected_items_consume_no_seq<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn rejected_items_consume_no_seq(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         store
             .append(&space, vec![change(1, 1, 1), tombstone(2, 2, 1)])
@@ -601,10 +620,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn tombstone_drops_the_doc_and_refuses_later_pushes<E: KvEngine>(
-        h: &Harness<E>,
-    ) {
-        let store = h.store();
+    pub(crate) async fn tombstone_drops_the_doc_and_refuses_later_pushes(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         store
             .append(
@@ -692,8 +708,7 @@ pub(super) mod cases {
         assert_eq!(store.head(&space).await.unwrap(), 7);
     }
 
-    pub(crate) async fn epochs_follow_account_updates_and_revocations<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn epochs_follow_account_updates_and_revocations(store: &dyn Store) {
         let (mut account, space) = new_account(store, 1, 1).await;
         assert_eq!(store.epoch(&space).await.unwrap(), 1);
         let out = store
@@ -775,8 +790,7 @@ pub(super) mod cases {
         assert_eq!(store.epoch(&SpaceId::Public).await.unwrap(), 0);
     }
 
-    pub(crate) async fn snapshot_ahead_of_the_head<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn snapshot_ahead_of_the_head(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         store
             .append(&space, vec![change(1, 1, 1), change(2, 1, 1)])
@@ -799,8 +813,7 @@ pub(super) mod cases {
         assert_eq!(read_seqs(store, &space).await, vec![4]);
     }
 
-    pub(crate) async fn snapshot_stale_lists_exactly_the_missing_ids<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn snapshot_stale_lists_exactly_the_missing_ids(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         store
             .append(
@@ -855,10 +868,7 @@ pub(super) mod cases {
         assert_eq!(out, stored([6]));
     }
 
-    pub(crate) async fn snapshot_prunes_exactly_the_covered_live_entries<E: KvEngine>(
-        h: &Harness<E>,
-    ) {
-        let store = h.store();
+    pub(crate) async fn snapshot_prunes_exactly_the_covered_live_entries(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         store
             .append(
@@ -933,8 +943,7 @@ pub(super) mod cases {
         assert_eq!(store.head(&space).await.unwrap(), 7);
     }
 
-    pub(crate) async fn snapshot_sees_earlier_items_of_its_batch<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn snapshot_sees_earlier_items_of_its_batch(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         let out = store
             .append(
@@ -979,8 +988,7 @@ pub(super) mod cases {
         }
     }
 
-    pub(crate) async fn read_respects_bounds_limit_and_order<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn read_respects_bounds_limit_and_order(store: &dyn Store) {
         let (_, space) = new_account(store, 1, 1).await;
         let items: Vec<_> = (1..=10u8).map(|n| change(n, n % 2, 1)).collect();
         store.append(&space, items).await.unwrap();
@@ -1031,8 +1039,7 @@ pub(super) mod cases {
         assert!(read_all(store, &other).await.is_empty());
     }
 
-    pub(crate) async fn public_space_and_unknown_spaces<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn public_space_and_unknown_spaces(store: &dyn Store) {
         let public = SpaceId::Public;
         assert!(store.space_exists(&public).await.unwrap());
         assert_eq!(store.head(&public).await.unwrap(), 0);
@@ -1068,8 +1075,7 @@ pub(super) mod cases {
         assert_eq!(store.head(&unknown).await.unwrap(), 0);
     }
 
-    pub(crate) async fn accounts_create_lookup_and_cas<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn accounts_create_lookup_and_cas(store: &dyn Store) {
         let (account, space) = new_account(store, 1, 4).await;
         assert_eq!(
             store.account(&account.user_id).await.unwrap(),
@@ -1203,10 +1209,7 @@ pub(super) mod cases {
         assert_eq!(store.devices(&account.user_id).await.unwrap().len(), 2);
     }
 
-    pub(crate) async fn revoke_device_revokes_exactly_that_devices_sessions<E: KvEngine>(
-        h: &Harness<E>,
-    ) {
-        let store = h.store();
+    pub(crate) async fn revoke_device_revokes_exactly_that_devices_sessions(store: &dyn Store) {
         let (account, _) = new_account(store, 1, 1).await;
         new_account(store, 2, 1).await;
         store.put_device(device_record(1, 1)).await.unwrap();
@@ -1291,8 +1294,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn erase_account_removes_everything<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn erase_account_removes_everything(store: &dyn Store) {
         let (account, space) = new_account(store, 1, 1).await;
         let (other, other_space) = new_account(store, 2, 1).await;
         for (target, n) in [(&space, 1u8), (&other_space, 2)] {
@@ -1400,8 +1402,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn sessions_cas_on_generation<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn sessions_cas_on_generation(store: &dyn Store) {
         new_account(store, 1, 1).await;
         let session = session_record(1, 1, 0);
         store.create_session(session.clone()).await.unwrap();
@@ -1460,8 +1461,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn revoke_sessions_of_user_keeps_one<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn revoke_sessions_of_user_keeps_one(store: &dyn Store) {
         new_account(store, 1, 1).await;
         new_account(store, 2, 1).await;
         for session in [
@@ -1535,8 +1535,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn tokens_are_single_use<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn tokens_are_single_use(store: &dyn Store) {
         let token = OneTimeToken {
             user_id: user_id(1),
             expires_at: 5,
@@ -1548,8 +1547,7 @@ pub(super) mod cases {
         assert_eq!(store.take_token(&[1; 32]).await.unwrap(), None);
     }
 
-    pub(crate) async fn links_take_a_payload_once<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn links_take_a_payload_once(store: &dyn Store) {
         let id = HexId([3; 16]);
         let link = LinkRecord {
             id,
@@ -1592,8 +1590,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn purge_expired_removes_only_expired<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn purge_expired_removes_only_expired(store: &dyn Store) {
         for (n, expires_at) in [(1u8, 100), (2, 200)] {
             let link = LinkRecord {
                 id: HexId([n; 16]),
@@ -1633,8 +1630,7 @@ pub(super) mod cases {
         assert_eq!(store.take_link(&kept).await.unwrap(), None);
     }
 
-    pub(crate) async fn rate_limit_counts_in_fixed_windows<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn rate_limit_counts_in_fixed_windows(store: &dyn Store) {
         let hit = |key: &'static [u8], now| store.rate_limit_hit(key, now, 60, 3);
         for now in [120, 130, 140] {
             assert_eq!(hit(b"a", now).await.unwrap(), RateDecision::Allowed);
@@ -1672,8 +1668,7 @@ pub(super) mod cases {
         );
     }
 
-    pub(crate) async fn secret_or_init_keeps_the_first_value<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn secret_or_init_keeps_the_first_value(store: &dyn Store) {
         let first = store
             .secret_or_init("fake-salt", Zeroizing::new(vec![1; 32]))
             .await
@@ -1691,8 +1686,7 @@ pub(super) mod cases {
         assert_eq!(*other, vec![3; 32]);
     }
 
-    pub(crate) async fn jwt_keys_keep_one_active<E: KvEngine>(h: &Harness<E>) {
-        let store = h.store();
+    pub(crate) async fn jwt_keys_keep_one_active(store: &dyn Store) {
         assert!(store.jwt_keys().await.unwrap().is_empty());
         let key = |kid: &str, state| JwtKeyRecord {
             kid: kid.into(),
@@ -1748,11 +1742,12 @@ pub(super) mod cases {
         assert_eq!(*bb.secret, [2; 32]);
     }
 
-    /// Bad bytes under a key are refused as `Corrupt`, never served and never a panic.
-    pub(crate) async fn corrupt_records_are_refused<E: KvEngine>(h: &Harness<E>) {
+    /// Bad bytes under a key are refused as `Corrupt`, never served and never a panic. Plants
+    /// them through the engine, so this case is for [`KvStore`] backends.
+    pub(crate) async fn corrupt_records_are_refused<E: KvEngine>(kv: &KvStore<E>) {
         use super::super::StoreError;
         use super::super::kv::{KvBatch, keys};
-        let store = h.store();
+        let store: &dyn Store = kv;
         let (account, space) = new_account(store, 1, 1).await;
         store
             .append(&space, vec![change(1, 1, 1), change(2, 1, 1)])
@@ -1761,7 +1756,7 @@ pub(super) mod cases {
         let plant = |key: Vec<u8>, value: &[u8]| {
             let mut batch = KvBatch::new();
             batch.put(key, value.to_vec());
-            h.kv().engine().apply(batch).unwrap();
+            kv.engine().apply(batch).unwrap();
         };
         let corrupt = |result: Result<(), StoreError>| {
             assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
@@ -2125,7 +2120,7 @@ pub(super) mod model {
 
     /// Runs 64 seeded cases (override with `PROPTEST_RNG_SEED` / `PROPTEST_CASES`); a failure
     /// panics with the minimal failing steps.
-    pub(crate) fn check_against_model<E: KvEngine>(make: impl Fn() -> Harness<E>) {
+    pub(crate) fn check_against_model(make: impl Fn() -> Harness) {
         let defaults = Config::default();
         let config = Config {
             cases: if std::env::var_os("PROPTEST_CASES").is_some() {
