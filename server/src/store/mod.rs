@@ -22,6 +22,9 @@ pub mod kv;
 pub mod memory;
 pub mod sled_kv;
 
+#[cfg(test)]
+mod conformance;
+
 
 /// Failures of the storage engine itself. Rule outcomes (a conflict, a stale snapshot) are not
 /// errors: they are values in the operations' results.

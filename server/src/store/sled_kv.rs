@@ -1,1 +1,139 @@
-//! See mod.rs.
+//! The embedded default engine: sled 0.34.7 (pinned; see docs/ARCHITECTURE.md).
+//!
+//! Durability (research/reliability-security.md (c)): a write is only known to survive a crash
+//! after `flush_async` returns, so this engine reports [`Durability::AfterFlush`] and the sync
+//! layer acknowledges envelopes only after a (group) flush. sled's own background flush still
+//! runs every 500 ms; it narrows the window, it does not replace the explicit flush.
+
+use std::path::{Path, PathBuf};
+
+use super::kv::{KvBatch, KvEngine, KvPair, KvStore};
+use super::{Durability, StoreError, StoreResult};
+
+/// sled's own default page cache is 1 GiB, far more than a small server should reserve.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A sled database used as one ordered keyspace (its default tree).
+#[derive(Debug)]
+pub struct SledKv {
+    db: sled::Db,
+    dir: PathBuf,
+}
+
+impl SledKv {
+    /// Opens (or creates) the database in `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> StoreResult<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|error| open_error(dir, error))?;
+        Ok(Self {
+            db,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory the database lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// sled refuses a second opener with an io error "could not acquire lock on …" (an exclusive
+/// `flock` on its `db` file); say what that means for an operator.
+fn open_error(dir: &Path, error: sled::Error) -> StoreError {
+    match &error {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::Engine(format!(
+                "data directory {} is in use by another haven-server (sled: {io})",
+                dir.display()
+            ))
+        }
+        _ => StoreError::Engine(format!(
+            "cannot open the data directory {}: {error}",
+            dir.display()
+        )),
+    }
+}
+
+fn engine_error(error: sled::Error) -> StoreError {
+    match error {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(format!("sled: {error}")),
+        other => StoreError::Engine(format!("sled: {other}")),
+    }
+}
+
+fn collect_pairs(
+    iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+) -> StoreResult<Vec<KvPair>> {
+    iter.map(|pair| {
+        pair.map(|(key, value)| (key.to_vec(), value.to_vec()))
+            .map_err(engine_error)
+    })
+    .collect()
+}
+
+impl KvEngine for SledKv {
+    fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.db
+            .get(key)
+            .map(|value| value.map(|value| value.to_vec()))
+            .map_err(engine_error)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> StoreResult<Vec<KvPair>> {
+        collect_pairs(self.db.scan_prefix(prefix))
+    }
+
+    fn scan_prefix_keys(&self, prefix: &[u8]) -> StoreResult<Vec<Vec<u8>>> {
+        self.db
+            .scan_prefix(prefix)
+            .keys()
+            .map(|key| key.map(|key| key.to_vec()).map_err(engine_error))
+            .collect()
+    }
+
+    fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> StoreResult<Vec<KvPair>> {
+        let start = start.max(prefix);
+        collect_pairs(
+            self.db
+                .range(start..)
+                .take_while(|pair| {
+                    pair.as_ref()
+                        .map_or(true, |(key, _)| key.starts_with(prefix))
+                })
+                .take(limit),
+        )
+    }
+
+    fn apply(&self, batch: KvBatch) -> StoreResult<()> {
+        let mut sled_batch = sled::Batch::default();
+        for (key, value) in batch.into_writes() {
+            match value {
+                Some(value) => sled_batch.insert(key, value),
+                None => sled_batch.remove(key),
+            }
+        }
+        // `apply_batch` seals the batch in sled's log, so recovery restores all of it or none.
+        self.db.apply_batch(sled_batch).map_err(engine_error)
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.db.flush_async().await.map(drop).map_err(engine_error)
+    }
+
+    fn durability(&self) -> Durability {
+        Durability::AfterFlush
+    }
+}
+
+/// The storage contract over sled.
+pub type SledStore = KvStore<SledKv>;
+
+impl KvStore<SledKv> {
+    /// Opens (or creates) the store in `dir`; see [`SledKv::open`] and [`DEFAULT_CACHE_BYTES`].
+    pub fn open(dir: &Path, cache_bytes: u64) -> StoreResult<Self> {
+        SledKv::open(dir, cache_bytes).map(Self::with_engine)
+    }
+}
