@@ -2,10 +2,14 @@
 //!
 //! Nothing here logs a token, a secret or a username; session ids and kids appear at debug only.
 
+use haven_protocol::ErrorCode;
 use hmac::{Hmac, KeyInit, Mac as _};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::error::ApiError;
+
+pub mod access;
 pub mod jwt;
 pub mod password;
 pub mod refresh;
@@ -13,9 +17,20 @@ pub mod refresh;
 #[cfg(test)]
 mod test_support;
 
+pub use access::{AuthContext, Authenticator};
 pub use jwt::{AccessClaims, JwtConfig, KeyError, KeyInfo, KeySet, TokenError};
 pub use password::{PasswordError, PasswordHasher};
 pub use refresh::{RefreshConfig, RefreshError, RefreshTokens};
+
+/// `device_revoked`: the app stops syncing and offers export.
+pub(crate) fn device_revoked() -> ApiError {
+    ApiError::new(ErrorCode::DeviceRevoked, "this device was revoked")
+}
+
+/// `account_erased`: the app stops syncing and offers export.
+pub(crate) fn account_erased() -> ApiError {
+    ApiError::new(ErrorCode::AccountErased, "this account was erased")
+}
 
 /// HMAC-SHA256 under a 32-byte key over the concatenation of `parts`.
 pub(crate) fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
