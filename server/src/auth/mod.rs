@@ -11,6 +11,7 @@ use crate::error::ApiError;
 
 pub mod access;
 pub mod jwt;
+pub mod limits;
 pub mod password;
 pub mod refresh;
 
@@ -19,6 +20,7 @@ mod test_support;
 
 pub use access::{AuthContext, Authenticator};
 pub use jwt::{AccessClaims, JwtConfig, KeyError, KeyInfo, KeySet, TokenError};
+pub use limits::{LoginLimiter, LoginLimits};
 pub use password::{PasswordError, PasswordHasher};
 pub use refresh::{RefreshConfig, RefreshError, RefreshTokens};
 
