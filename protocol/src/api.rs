@@ -56,7 +56,9 @@ impl KdfParams {
 
 /// Why a username is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("usernames are 3–64 characters of a–z, 0–9, '.', '_' or '-', starting with a letter or digit")]
+#[error(
+    "usernames are 3–64 characters of a–z, 0–9, '.', '_' or '-', starting with a letter or digit"
+)]
 pub struct UsernameError;
 
 /// The canonical form of a username: trimmed, ASCII-lowercased, then checked. Pseudonyms are
@@ -64,7 +66,10 @@ pub struct UsernameError;
 pub fn normalize_username(raw: &str) -> Result<String, UsernameError> {
     let name = raw.trim().to_ascii_lowercase();
     let len_ok = (3..=64).contains(&name.len());
-    let first_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let first_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric());
     let chars_ok = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
@@ -298,9 +303,15 @@ mod tests {
     fn kdf_minimums() {
         let salt = Bytes([0; 16]);
         assert!(KdfParams::recommended(salt).is_acceptable());
-        let weak = KdfParams { m_kib: 1024, ..KdfParams::recommended(salt) };
+        let weak = KdfParams {
+            m_kib: 1024,
+            ..KdfParams::recommended(salt)
+        };
         assert!(!weak.is_acceptable());
-        let huge = KdfParams { m_kib: u32::MAX, ..KdfParams::recommended(salt) };
+        let huge = KdfParams {
+            m_kib: u32::MAX,
+            ..KdfParams::recommended(salt)
+        };
         assert!(!huge.is_acceptable());
     }
 

@@ -342,7 +342,10 @@ impl Reader<'_> {
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let (head, rest) = self.0.split_first_chunk::<N>().ok_or(DecodeError::Truncated)?;
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(DecodeError::Truncated)?;
         self.0 = rest;
         Ok(*head)
     }
@@ -398,10 +401,23 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            ["body", "covers", "ctr", "device", "doc", "id", "key_epoch", "kind", "upto_seq"]
+            [
+                "body",
+                "covers",
+                "ctr",
+                "device",
+                "doc",
+                "id",
+                "key_epoch",
+                "kind",
+                "upto_seq"
+            ]
         );
         assert_eq!(value["kind"], "snapshot");
-        let sequenced = SequencedEnvelope { seq: 5, envelope: env.clone() };
+        let sequenced = SequencedEnvelope {
+            seq: 5,
+            envelope: env,
+        };
         let text = serde_json::to_string(&sequenced).unwrap();
         let back: SequencedEnvelope = serde_json::from_str(&text).unwrap();
         assert_eq!(back, sequenced);
@@ -432,36 +448,63 @@ mod tests {
 
         let mut env = sample(Kind::Change);
         env.body = Blob(vec![0; 100]);
-        assert_eq!(env.validate(&space, &limits), Err(EnvelopeError::UnpaddedBody));
+        assert_eq!(
+            env.validate(&space, &limits),
+            Err(EnvelopeError::UnpaddedBody)
+        );
 
         let mut env = sample(Kind::Change);
         env.ctr = 0;
-        assert_eq!(env.validate(&space, &limits), Err(EnvelopeError::ZeroCounter));
+        assert_eq!(
+            env.validate(&space, &limits),
+            Err(EnvelopeError::ZeroCounter)
+        );
 
         let mut env = sample(Kind::Change);
         env.sig = Some(Bytes([0; 64]));
-        assert_eq!(env.validate(&space, &limits), Err(EnvelopeError::UnexpectedSignature));
+        assert_eq!(
+            env.validate(&space, &limits),
+            Err(EnvelopeError::UnexpectedSignature)
+        );
 
         let env = sample(Kind::Change);
-        assert_eq!(env.validate(&SpaceId::Public, &limits), Err(EnvelopeError::PublicEpoch));
+        assert_eq!(
+            env.validate(&SpaceId::Public, &limits),
+            Err(EnvelopeError::PublicEpoch)
+        );
         let mut env = sample(Kind::Change);
         env.key_epoch = 0;
-        assert_eq!(env.validate(&SpaceId::Public, &limits), Err(EnvelopeError::MissingSignature));
+        assert_eq!(
+            env.validate(&SpaceId::Public, &limits),
+            Err(EnvelopeError::MissingSignature)
+        );
         env.sig = Some(Bytes([0; 64]));
         env.body = Blob(b"any plaintext".to_vec());
         assert_eq!(env.validate(&SpaceId::Public, &limits), Ok(()));
 
         let mut env = sample(Kind::Snapshot);
         env.covers = Some(vec![Bytes([4; 32]), Bytes([4; 32])]);
-        assert_eq!(env.validate(&space, &limits), Err(EnvelopeError::DuplicateCover));
+        assert_eq!(
+            env.validate(&space, &limits),
+            Err(EnvelopeError::DuplicateCover)
+        );
         env.covers = None;
-        assert_eq!(env.validate(&space, &limits), Err(EnvelopeError::SnapshotFields));
+        assert_eq!(
+            env.validate(&space, &limits),
+            Err(EnvelopeError::SnapshotFields)
+        );
 
         let mut env = sample(Kind::Change);
         env.upto_seq = Some(1);
-        assert_eq!(env.validate(&space, &limits), Err(EnvelopeError::UnexpectedSnapshotFields));
+        assert_eq!(
+            env.validate(&space, &limits),
+            Err(EnvelopeError::UnexpectedSnapshotFields)
+        );
 
-        let tight = EnvelopeLimits { max_body_bytes: 10, max_covers: 1 };
+        let tight = EnvelopeLimits {
+            max_body_bytes: 10,
+            max_covers: 1,
+        };
         let err = sample(Kind::Change).validate(&space, &tight).unwrap_err();
         assert!(err.is_size());
     }
@@ -490,22 +533,24 @@ mod tests {
             proptest::option::of(proptest::collection::vec(any::<[u8; 32]>(), 0..5)),
             proptest::option::of(any::<u64>()),
         )
-            .prop_map(|(id, doc, kind, ctr, epoch, body, sig, covers, upto)| Envelope {
-                id: Bytes(id),
-                doc: Bytes(doc),
-                kind: Kind::from_code(kind).unwrap(),
-                device: Bytes(doc),
-                ctr,
-                key_epoch: epoch,
-                body: Blob(body),
-                sig: sig.map(|half| {
-                    let mut full = [0; 64];
-                    full[..32].copy_from_slice(&half);
-                    Bytes(full)
-                }),
-                covers: covers.map(|ids| ids.into_iter().map(Bytes).collect()),
-                upto_seq: upto,
-            })
+            .prop_map(
+                |(id, doc, kind, ctr, epoch, body, sig, covers, upto)| Envelope {
+                    id: Bytes(id),
+                    doc: Bytes(doc),
+                    kind: Kind::from_code(kind).unwrap(),
+                    device: Bytes(doc),
+                    ctr,
+                    key_epoch: epoch,
+                    body: Blob(body),
+                    sig: sig.map(|half| {
+                        let mut full = [0; 64];
+                        full[..32].copy_from_slice(&half);
+                        Bytes(full)
+                    }),
+                    covers: covers.map(|ids| ids.into_iter().map(Bytes).collect()),
+                    upto_seq: upto,
+                },
+            )
     }
 
     proptest! {

@@ -159,9 +159,24 @@ mod tests {
     fn as_str_matches_serde() {
         use ErrorCode::*;
         for code in [
-            Invalid, Unauthorized, DeviceRevoked, AccountErased, NotFound, MethodNotAllowed,
-            IdConflict, CursorMismatch, SnapshotStale, DocDeleted, EpochStale, VersionConflict,
-            UsernameTaken, RateLimited, TooLarge, ClientTooOld, Internal, Unavailable,
+            Invalid,
+            Unauthorized,
+            DeviceRevoked,
+            AccountErased,
+            NotFound,
+            MethodNotAllowed,
+            IdConflict,
+            CursorMismatch,
+            SnapshotStale,
+            DocDeleted,
+            EpochStale,
+            VersionConflict,
+            UsernameTaken,
+            RateLimited,
+            TooLarge,
+            ClientTooOld,
+            Internal,
+            Unavailable,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
             assert!((400..600).contains(&code.status()));

@@ -50,7 +50,10 @@ impl FromStr for HexId {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         // Only the canonical lowercase form, so one id has exactly one spelling.
-        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        if text.len() != 32
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(IdParseError);
         }
@@ -150,8 +153,9 @@ impl Serialize for SpaceId {
 impl<'de> Deserialize<'de> for SpaceId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse()
-            .map_err(|_| serde::de::Error::custom("expected \"public\" or 32 lowercase hex characters"))
+        text.parse().map_err(|_| {
+            serde::de::Error::custom("expected \"public\" or 32 lowercase hex characters")
+        })
     }
 }
 
@@ -176,7 +180,14 @@ mod tests {
         let hex = "00112233445566778899aabbccddeeff";
         let space: SpaceId = hex.parse().unwrap();
         assert_eq!(space.to_string(), hex);
-        for bad in ["", "Public", "00112233445566778899AABBCCDDEEFF", "0011", &format!("{hex}00"), "../etc"] {
+        for bad in [
+            "",
+            "Public",
+            "00112233445566778899AABBCCDDEEFF",
+            "0011",
+            &format!("{hex}00"),
+            "../etc",
+        ] {
             assert!(bad.parse::<SpaceId>().is_err(), "{bad} must not parse");
         }
     }
@@ -186,6 +197,9 @@ mod tests {
         let space = SpaceId::Private(HexId([1; 16]));
         let json = serde_json::to_string(&space).unwrap();
         assert_eq!(serde_json::from_str::<SpaceId>(&json).unwrap(), space);
-        assert_eq!(serde_json::to_string(&SpaceId::Public).unwrap(), "\"public\"");
+        assert_eq!(
+            serde_json::to_string(&SpaceId::Public).unwrap(),
+            "\"public\""
+        );
     }
 }

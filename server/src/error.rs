@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use haven_protocol::{ErrorBody, ErrorCode, EnvelopeId};
+use haven_protocol::{EnvelopeId, ErrorBody, ErrorCode};
 
 use crate::store::StoreError;
 
@@ -69,7 +69,10 @@ impl ApiError {
     /// client only learns that it may retry.
     pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "{context}");
-        Self::new(ErrorCode::Internal, "internal error; nothing was lost, try again")
+        Self::new(
+            ErrorCode::Internal,
+            "internal error; nothing was lost, try again",
+        )
     }
 
     pub fn code(&self) -> ErrorCode {

@@ -2,14 +2,22 @@
 //! server-assigned gap-free seqs, live heads over WebSocket, and signed public content.
 //! See docs/ARCHITECTURE.md for the path of a request.
 
-// The fast Argon2 parameters exist for tests only; a release build must never carry them.
+// Cheap Argon2 parameters exist for debug test builds only; a release build must never have them.
 #[cfg(all(feature = "insecure-fast-kdf", not(debug_assertions)))]
-compile_error!(
-    "the `insecure-fast-kdf` feature makes password hashes cheap to brute-force; it is for \
-     debug test builds only and must not be enabled in a release build"
-);
+compile_error!("the `insecure-fast-kdf` feature is for debug test builds only; never ship it");
 
+pub mod app;
 pub mod auth;
 pub mod clock;
+pub mod config;
 pub mod error;
+pub mod group_commit;
+pub mod keys_cli;
+pub mod live_hub;
+pub mod metrics;
+pub mod public_content;
+pub mod routes;
+pub mod server;
+pub mod spaces;
+pub mod storage_seal;
 pub mod store;

@@ -1207,6 +1207,18 @@ pub(super) mod cases {
             vec![device_record(2, 0)]
         );
         assert_eq!(store.devices(&account.user_id).await.unwrap().len(), 2);
+
+        // A revocation is never undone by a later put.
+        let mut revoked = second.clone();
+        revoked.revoked = true;
+        store.put_device(revoked.clone()).await.unwrap();
+        store.put_device(second.clone()).await.unwrap();
+        let stored = store
+            .device(&account.user_id, &second.device_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.revoked, "put_device must not un-revoke a device");
     }
 
     pub(crate) async fn revoke_device_revokes_exactly_that_devices_sessions(store: &dyn Store) {

@@ -478,14 +478,15 @@ impl<E: KvEngine> Store for KvStore<E> {
         self.get_json(&keys::device(user, device), "device")
     }
 
-    async fn put_device(&self, device: DeviceRecord) -> StoreResult<()> {
+    async fn put_device(&self, mut device: DeviceRecord) -> StoreResult<()> {
         let _guard = self.account_lock.lock().await;
         refuse_if_erased(self.is_erased_now(&device.user_id)?)?;
+        let key = keys::device(&device.user_id, &device.device_id);
+        let stored: Option<DeviceRecord> = self.get_json(&key, "device")?;
+        // Revocation is final: an update racing a revocation must not undo it.
+        device.revoked |= stored.is_some_and(|stored| stored.revoked);
         let mut batch = KvBatch::new();
-        batch.put(
-            keys::device(&device.user_id, &device.device_id),
-            to_json(&device)?,
-        );
+        batch.put(key, to_json(&device)?);
         self.engine.apply(batch)
     }
 

@@ -25,7 +25,6 @@ pub mod sled_kv;
 #[cfg(test)]
 mod conformance;
 
-
 /// Failures of the storage engine itself. Rule outcomes (a conflict, a stale snapshot) are not
 /// errors: they are values in the operations' results.
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +187,9 @@ pub enum Cas<T> {
 pub enum RateDecision {
     Allowed,
     /// Over the limit; seconds until the window resets.
-    Limited { retry_after: u64 },
+    Limited {
+        retry_after: u64,
+    },
 }
 
 /// How a backend makes writes durable.
@@ -240,8 +241,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         storage_key: Zeroizing<[u8; 32]>,
     ) -> StoreResult<Cas<()>>;
 
-    async fn account_by_username(&self, username_key: &[u8; 32])
-    -> StoreResult<Option<AccountRecord>>;
+    async fn account_by_username(
+        &self,
+        username_key: &[u8; 32],
+    ) -> StoreResult<Option<AccountRecord>>;
 
     async fn account(&self, user: &UserId) -> StoreResult<Option<AccountRecord>>;
 
@@ -274,7 +277,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     async fn device(&self, user: &UserId, device: &DeviceId) -> StoreResult<Option<DeviceRecord>>;
 
-    /// Inserts or replaces a device record.
+    /// Inserts or replaces a device record. A stored revocation is never undone: the stored
+    /// `revoked = true` wins over the given record's flag.
     async fn put_device(&self, device: DeviceRecord) -> StoreResult<()>;
 
     // ---- sessions ---------------------------------------------------------------------------
@@ -352,8 +356,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// 6. stored at head + 1 (gap-free).
     ///
     /// Rejected items do not consume a seq. Must only be called for existing spaces.
-    async fn append(&self, space: &SpaceId, items: Vec<AppendItem>)
-    -> StoreResult<Vec<AppendOutcome>>;
+    async fn append(
+        &self,
+        space: &SpaceId,
+        items: Vec<AppendItem>,
+    ) -> StoreResult<Vec<AppendOutcome>>;
 
     /// Live envelopes with seq in `(after, upto]`, ascending, at most `limit`.
     async fn read(

@@ -1,0 +1,157 @@
+//! Command line and `HAVEN_*` environment configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Haven's sync server.
+#[derive(Debug, Parser)]
+#[command(name = "haven-server", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage the JWT signing keys kept in the store.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// List the keys and their states.
+    List,
+    /// Make a new signing key; the current one keeps verifying until retired.
+    Rotate,
+    /// Stop accepting tokens signed by this key.
+    Retire { kid: String },
+}
+
+/// Everything `serve` needs; also read by `keys` for the store location.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the API listener.
+    #[arg(
+        long,
+        env = "HAVEN_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Address of the admin listener (`/metrics`); keep it on loopback or a private network.
+    #[arg(
+        long,
+        env = "HAVEN_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090",
+        global = true
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Directory of the embedded sled store.
+    #[arg(
+        long = "data",
+        env = "HAVEN_DATA",
+        default_value = "./haven-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Keep everything in memory (tests and demos; nothing survives a restart).
+    #[arg(long, env = "HAVEN_IN_MEMORY", global = true)]
+    pub in_memory: bool,
+
+    /// sled page-cache size in MiB (sled's own default is 1 GiB).
+    #[arg(long, env = "HAVEN_CACHE_MB", default_value_t = 64, global = true)]
+    pub cache_mb: u64,
+
+    /// Comma-separated base64 Ed25519 public keys allowed to sign public content. Defaults to the
+    /// development key committed under content/ (never use it in production).
+    #[arg(long, env = "HAVEN_CONTENT_KEYS", value_delimiter = ',', global = true)]
+    pub content_keys: Vec<String>,
+
+    /// Directory of the sample content published on first start with an empty store.
+    #[arg(long, env = "HAVEN_CONTENT_DIR", global = true)]
+    pub content_dir: Option<PathBuf>,
+
+    /// Do not publish the sample content on first start.
+    #[arg(long, env = "HAVEN_NO_SAMPLE_CONTENT", global = true)]
+    pub no_sample_content: bool,
+
+    /// JWT issuer.
+    #[arg(long, env = "HAVEN_ISSUER", default_value = "haven", global = true)]
+    pub issuer: String,
+
+    /// Largest request body in bytes.
+    #[arg(long, env = "HAVEN_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024, global = true)]
+    pub max_request_bytes: usize,
+
+    /// Largest envelope body in bytes.
+    #[arg(long, env = "HAVEN_MAX_ENVELOPE_BYTES", default_value_t = 4 * 1024 * 1024, global = true)]
+    pub max_envelope_bytes: usize,
+
+    /// Most envelopes in one push.
+    #[arg(long, env = "HAVEN_MAX_BATCH", default_value_t = 1000, global = true)]
+    pub max_batch: usize,
+
+    /// Largest pull page (the contract caps it at 1000).
+    #[arg(long, env = "HAVEN_MAX_PAGE", default_value_t = 1000, global = true)]
+    pub max_page: u32,
+
+    /// Concurrent Argon2id hashes (each takes 19 MiB).
+    #[arg(
+        long,
+        env = "HAVEN_HASH_CONCURRENCY",
+        default_value_t = 2,
+        global = true
+    )]
+    pub hash_concurrency: usize,
+
+    /// Lowest client version served (`major.minor.patch` in the `haven-client-version` header);
+    /// older clients get 426.
+    #[arg(
+        long,
+        env = "HAVEN_MIN_CLIENT_VERSION",
+        default_value = "0.1.0",
+        global = true
+    )]
+    pub min_client_version: String,
+
+    /// Login attempts allowed per account and address per 15 minutes.
+    #[arg(
+        long,
+        env = "HAVEN_LOGIN_ATTEMPTS_PER_ACCOUNT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub login_attempts_per_account: u32,
+
+    /// Credential attempts (logins, recoveries, registrations) allowed per address per 15 minutes.
+    #[arg(
+        long,
+        env = "HAVEN_AUTH_ATTEMPTS_PER_ADDRESS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub auth_attempts_per_address: u32,
+
+    /// Seconds between live-socket pings.
+    #[arg(long, env = "HAVEN_PING_SECS", default_value_t = 30, global = true)]
+    pub ping_secs: u64,
+}
+
+impl ServeArgs {
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mb.saturating_mul(1024 * 1024)
+    }
+}

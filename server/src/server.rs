@@ -1,0 +1,200 @@
+//! Start-up and shutdown: open the store, build the services, serve the API and admin
+//! listeners, finish in-flight requests on SIGINT/SIGTERM, then flush.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ed25519_dalek::VerifyingKey;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::{App, AppState, HttpConfig};
+use crate::auth::{AuthConfig, AuthService};
+use crate::clock::{Clock, SystemClock};
+use crate::config::ServeArgs;
+use crate::group_commit::GroupCommit;
+use crate::live_hub::LiveHub;
+use crate::routes::parse_version;
+use crate::spaces::{LogLimits, SpaceService};
+use crate::store::Store;
+use crate::store::memory::MemoryStore;
+use crate::store::sled_kv::SledStore;
+
+/// Opens the store the arguments name.
+pub async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.in_memory {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    let store = SledStore::open(&args.data_dir, args.cache_bytes())
+        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Everything `build_app` needs besides the store.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub http: HttpConfig,
+    pub log_limits: LogLimits,
+    pub auth: AuthConfig,
+    pub content_keys: Vec<VerifyingKey>,
+}
+
+/// Builds the services over a store. Used by `serve` and by tests.
+pub async fn build_app(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    options: AppOptions,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<AppState> {
+    let commits = GroupCommit::start(Arc::clone(&store));
+    let live = Arc::new(LiveHub::new());
+    let auth = AuthService::new(Arc::clone(&store), Arc::clone(&clock), options.auth)
+        .await
+        .context("loading the JWT key set")?;
+    let spaces = SpaceService::new(
+        Arc::clone(&store),
+        commits.clone(),
+        Arc::clone(&live),
+        options.log_limits,
+        options.content_keys,
+    );
+    Ok(Arc::new(App {
+        store,
+        auth,
+        spaces,
+        live,
+        commits,
+        clock,
+        http: options.http,
+        shutdown,
+    }))
+}
+
+/// Translates command-line arguments into options.
+pub fn options_from_args(args: &ServeArgs) -> anyhow::Result<AppOptions> {
+    let min_client_version = parse_version(&args.min_client_version)
+        .context("--min-client-version must be major.minor.patch")?;
+    let content_keys = if args.content_keys.is_empty() {
+        vec![crate::public_content::dev_public_key()?]
+    } else {
+        args.content_keys
+            .iter()
+            .map(|text| crate::public_content::parse_public_key(text))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut auth = AuthConfig {
+        issuer: args.issuer.clone(),
+        hash_concurrency: args.hash_concurrency.max(1),
+        ..AuthConfig::default()
+    };
+    auth.login_limits.per_account_address = args.login_attempts_per_account;
+    auth.login_limits.per_address = args.auth_attempts_per_address;
+    Ok(AppOptions {
+        http: HttpConfig {
+            max_request_bytes: args.max_request_bytes,
+            ping_secs: args.ping_secs,
+            min_client_version,
+            anonymous_attempts_per_address: args.auth_attempts_per_address.saturating_mul(3),
+        },
+        log_limits: LogLimits {
+            envelope: haven_protocol::EnvelopeLimits {
+                max_body_bytes: args.max_envelope_bytes,
+                ..haven_protocol::EnvelopeLimits::default()
+            },
+            max_batch: args.max_batch,
+            max_page: args.max_page.clamp(1, haven_protocol::api::MAX_PULL_LIMIT),
+        },
+        auth,
+        content_keys,
+    })
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let options = options_from_args(&args)?;
+    let store = open_store(&args).await?;
+    let (stop, shutdown) = watch::channel(false);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let state = build_app(Arc::clone(&store), Arc::clone(&clock), options, shutdown).await?;
+
+    if !args.no_sample_content {
+        crate::public_content::publish_sample_if_empty(&state, args.content_dir.as_deref()).await?;
+    }
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the API listener on {}", args.listen))?;
+    let admin = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener on {}", args.admin_listen))?;
+    // Printed (not only logged) so scripts and tests can find ports chosen with :0.
+    println!(
+        "haven-server listening on http://{}",
+        listener.local_addr()?
+    );
+    println!(
+        "haven-server admin (metrics) on http://{}",
+        admin.local_addr()?
+    );
+    tracing::info!(api = %listener.local_addr()?, admin = %admin.local_addr()?, "serving");
+
+    let metrics_handle = crate::metrics::install();
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin, crate::metrics::admin_router(metrics_handle)).await
+    });
+    let janitor = tokio::spawn(janitor(Arc::clone(&store), clock));
+
+    let app =
+        crate::app::router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop.send(true);
+        })
+        .await
+        .context("serving the API")?;
+
+    admin_task.abort();
+    janitor.abort();
+    store.flush().await.context("final flush")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Purges expired mailboxes and one-time tokens every minute.
+async fn janitor(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(error) = store.purge_expired(clock.now()).await {
+            tracing::warn!(%error, "purging expired records failed");
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "no SIGTERM handler; only Ctrl-C stops the server");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

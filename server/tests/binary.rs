@@ -1,0 +1,259 @@
+//! End to end over the real `haven-server` binary on loopback: first start publishes the signed
+//! sample content, a client registers, logs in, pushes, pulls and sees a live head, SIGTERM stops
+//! the server cleanly, and a restart on the same data directory serves the same log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestUser;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A `haven-server` process we started; killed by PID on drop if still running.
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn start(data: &std::path::Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_haven-server"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--cache-mb",
+                "8",
+            ])
+            .arg("--data")
+            .arg(data)
+            .env("HAVEN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("haven-server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (found, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("haven-server listening on ") {
+                    let _ = found.send(url.to_owned());
+                }
+            }
+        });
+        let base = receiver
+            .recv_timeout(WAIT)
+            .expect("the server prints its address");
+        Self { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_session_over_the_real_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let http = reqwest::Client::new();
+
+    let (status, health) = json_of(http.get(server.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+
+    // Signed sample content, readable with no account.
+    let (status, public) = json_of(
+        http.get(server.url("/v1/spaces/public/changes"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let changes = public["changes"].as_array().unwrap();
+    assert!(
+        changes.len() >= 6,
+        "articles, resource lists and a manifest: {}",
+        changes.len()
+    );
+    let pinned = haven_server::public_content::dev_public_key().unwrap();
+    let envelopes: Vec<haven_protocol::Envelope> = changes
+        .iter()
+        .map(|change| {
+            serde_json::from_value::<haven_protocol::SequencedEnvelope>(change.clone())
+                .unwrap()
+                .envelope
+        })
+        .collect();
+    let content = haven_core::content::PublicContent::from_envelopes(envelopes.iter(), &[pinned]);
+    assert!(
+        content
+            .articles
+            .iter()
+            .any(|article| article.slug == "him-though")
+    );
+    assert!(
+        content
+            .resource_lists
+            .iter()
+            .flat_map(|list| &list.resources)
+            .any(|resource| resource.phone.as_deref() == Some("+18006564673") && resource.is_24_7)
+    );
+
+    // Register, log in, push, pull.
+    let mut user = TestUser::new("newcomer");
+    let (status, created) = json_of(
+        http.post(server.url("/v1/accounts"))
+            .json(&user.registration())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, session) = json_of(
+        http.post(server.url("/v1/sessions"))
+            .json(&user.login_body())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    user.access = session["access_token"].as_str().unwrap().to_owned();
+    user.space = session["space_id"].as_str().unwrap().to_owned();
+
+    let mut request = format!(
+        "{}/v1/spaces/{}/live",
+        server.base.replace("http", "ws"),
+        user.space
+    )
+    .into_client_request()
+    .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", user.access).parse().unwrap(),
+    );
+    let (mut socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let envelope = user.change(common::doc(1));
+    let (status, pushed) = json_of(
+        http.post(server.url(&user.changes_uri()))
+            .bearer_auth(&user.access)
+            .json(&json!({"changes": [envelope]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, pushed["acks"][0]["seq"].as_u64()),
+        (200, Some(1)),
+        "{pushed}"
+    );
+
+    let mut seen = 0;
+    while seen < 1 {
+        match tokio::time::timeout(WAIT, socket.next()).await.unwrap() {
+            Some(Ok(Message::Text(text))) => {
+                seen = serde_json::from_str::<Value>(&text).unwrap()["head"]
+                    .as_u64()
+                    .unwrap()
+            }
+            Some(Ok(_)) => {}
+            other => panic!("live socket ended: {other:?}"),
+        }
+    }
+
+    let (status, pulled) = json_of(
+        http.get(server.url(&user.changes_uri()))
+            .bearer_auth(&user.access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(pulled["changes"][0]["seq"], 1);
+    drop(socket);
+
+    let status = server.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+
+    // Restart on the same directory: the same log, and the sample content is not published twice.
+    let server = ServerProcess::start(dir.path());
+    let (_, session) = json_of(
+        http.post(server.url("/v1/sessions"))
+            .json(&user.login_body())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let access = session["access_token"].as_str().unwrap();
+    let (_, pulled_again) = json_of(
+        http.get(server.url(&user.changes_uri()))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(pulled_again["changes"], pulled["changes"]);
+    let (_, public_again) = json_of(
+        http.get(server.url("/v1/spaces/public/changes"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(public_again["head"], public["head"]);
+    assert!(server.terminate().success());
+}
