@@ -11,3 +11,4 @@
 
 pub mod content;
 pub mod documents;
+pub mod env;
