@@ -22,6 +22,7 @@ const WAIT: Duration = Duration::from_secs(20);
 struct ServerProcess {
     child: Child,
     base: String,
+    admin: String,
 }
 
 impl ServerProcess {
@@ -46,15 +47,28 @@ impl ServerProcess {
         let (found, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("haven-server listening on ") {
-                    let _ = found.send(url.to_owned());
+                for prefix in [
+                    "haven-server listening on ",
+                    "haven-server admin (metrics) on ",
+                ] {
+                    if let Some(url) = line.strip_prefix(prefix) {
+                        let _ = found.send((prefix, url.to_owned()));
+                    }
                 }
             }
         });
-        let base = receiver
-            .recv_timeout(WAIT)
-            .expect("the server prints its address");
-        Self { child, base }
+        let (mut base, mut admin) = (String::new(), String::new());
+        while base.is_empty() || admin.is_empty() {
+            let (prefix, url) = receiver
+                .recv_timeout(WAIT)
+                .expect("the server prints its addresses");
+            if prefix.contains("admin") {
+                admin = url;
+            } else {
+                base = url;
+            }
+        }
+        Self { child, base, admin }
     }
 
     fn url(&self, path: &str) -> String {
@@ -224,8 +238,48 @@ async fn a_newcomer_session_over_the_real_binary() {
     assert_eq!(pulled["changes"][0]["seq"], 1);
     drop(socket);
 
+    // Metrics on the admin listener, never on the API one.
+    let metrics = http
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("haven_http_requests_total"), "{metrics}");
+    assert!(metrics.contains("haven_envelopes_pushed_total"));
+    let (status, _) = json_of(http.get(server.url("/metrics")).send().await.unwrap()).await;
+    assert_eq!(status, 404);
+
     let status = server.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
+
+    // The key-management command works on the stopped server's store.
+    let keys = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_haven-server"))
+            .args(["keys"])
+            .args(args)
+            .arg("--data")
+            .arg(dir.path())
+            .env("HAVEN_LOG", "warn")
+            .output()
+            .expect("keys command runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(keys(&["list"]).lines().count(), 1);
+    assert!(keys(&["rotate"]).contains("new signing key"));
+    let listed = keys(&["list"]);
+    assert_eq!(listed.lines().count(), 2);
+    assert!(
+        listed.contains("Active") && listed.contains("VerifyOnly"),
+        "{listed}"
+    );
 
     // Restart on the same directory: the same log, and the sample content is not published twice.
     let server = ServerProcess::start(dir.path());

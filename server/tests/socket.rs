@@ -225,21 +225,24 @@ async fn a_restart_keeps_every_acked_envelope_at_its_seq() {
     let acks = body["acks"].clone();
     assert_eq!(acks.as_array().unwrap().len(), 20);
     let (_, before) = running.get(&user.changes_uri(), user.token()).await;
-    let store = Arc::downgrade(&running.app.state.store);
     running.stop().await;
-    // sled holds a lock on its directory until the last handle goes (the flusher task holds one
-    // until it sees its queue close).
-    let deadline = std::time::Instant::now() + WAIT;
-    while store.strong_count() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store was not released"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 
-    // Reopen the same directory with a fresh app: same log, same seqs, same bytes.
-    let running = Running::start(Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap())).await;
+    // Reopen the same directory with a fresh app: same log, same seqs, same bytes. sled releases
+    // its directory lock only when its background flusher notices the last handle is gone.
+    let deadline = std::time::Instant::now() + WAIT;
+    let reopened = loop {
+        match SledStore::open(dir.path(), 8 << 20) {
+            Ok(store) => break store,
+            Err(error) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the directory stayed locked: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let running = Running::start(Arc::new(reopened)).await;
     user.login(&running.app).await;
     let (status, after) = running.get(&user.changes_uri(), user.token()).await;
     assert_eq!(status, 200);
@@ -300,4 +303,31 @@ async fn concurrent_pushes_make_one_gap_free_sequence() {
         .await;
     assert_eq!(page["changes"].as_array().unwrap().len(), 300);
     assert_eq!(page["caught_up"], json!(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_answers_pings_is_dropped() {
+    let running = Running::start(Arc::new(haven_server::store::memory::MemoryStore::new())).await;
+    let mut socket = running.live("public", None).await.unwrap();
+    // tungstenite answers pings only while it reads; a client that stops reading stops answering.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut ended = false;
+    for _ in 0..20 {
+        match tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("the server ends the socket in time")
+        {
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                ended = true;
+                break;
+            }
+            Some(Ok(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        ended,
+        "the server must drop a socket that stopped answering pings"
+    );
+    running.stop().await;
 }

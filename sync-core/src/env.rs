@@ -21,7 +21,9 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            })
     }
 }
 
@@ -98,7 +100,10 @@ impl fmt::Debug for SeededRandom {
 
 impl Random for SeededRandom {
     fn fill(&self, out: &mut [u8]) {
-        let mut counter = self.counter.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut counter = self
+            .counter
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         for chunk in out.chunks_mut(32) {
             let block = Sha256::new()
                 .chain_update(self.seed)
@@ -116,7 +121,11 @@ mod tests {
 
     #[test]
     fn seeded_random_is_reproducible_and_seed_dependent() {
-        let (a, b, c) = (SeededRandom::new(1), SeededRandom::new(1), SeededRandom::new(2));
+        let (a, b, c) = (
+            SeededRandom::new(1),
+            SeededRandom::new(1),
+            SeededRandom::new(2),
+        );
         let first: [u8; 40] = random_array(&a);
         assert_eq!(first, random_array::<40>(&b));
         assert_ne!(first, random_array::<40>(&c));
