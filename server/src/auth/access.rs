@@ -146,7 +146,7 @@ mod tests {
     use super::*;
     use crate::auth::jwt::JwtConfig;
     use crate::auth::jwt::tests::T0;
-    use crate::auth::test_support::FakeStore;
+    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
     use haven_protocol::ErrorCode;
 
@@ -154,7 +154,7 @@ mod tests {
     const DEVICE: DeviceId = haven_protocol::Bytes([2; 16]);
 
     struct Fixture {
-        store: Arc<FakeStore>,
+        store: Arc<SpyStore>,
         clock: ManualClock,
         keys: Arc<KeySet>,
         auth: Authenticator,
@@ -162,9 +162,9 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
-        let store = FakeStore::new();
+        let store = SpyStore::new();
         let clock = ManualClock::new(T0);
-        store.add_account(USER, DEVICE, "");
+        store.add_account(USER, DEVICE, "").await;
         let keys = Arc::new(
             KeySet::load(store.clone(), Arc::new(clock.clone()), JwtConfig::default())
                 .await
@@ -198,7 +198,7 @@ mod tests {
 
     impl Fixture {
         async fn token(&self) -> String {
-            let account = self.store.account_now(&USER);
+            let account = self.store.account_now(&USER).await;
             self.keys
                 .issue(
                     &USER,
@@ -285,7 +285,7 @@ mod tests {
         let f = fixture().await;
         let header = format!("Bearer {}", f.token().await);
         let context = f.call(&header).await.unwrap();
-        f.store.revoke_device_now(&USER, &DEVICE);
+        f.store.revoke_device_now(&USER, &DEVICE).await;
         assert_eq!(
             f.call(&header).await.unwrap_err().code(),
             ErrorCode::DeviceRevoked
@@ -298,7 +298,7 @@ mod tests {
         // Password changed: tokens issued before the auth_version bump are refused.
         let f = fixture().await;
         let header = format!("Bearer {}", f.token().await);
-        f.store.bump_auth_version(&USER);
+        f.store.bump_auth_version(&USER).await;
         assert_eq!(f.call(&header).await, Err(ApiError::unauthorized()));
         assert!(
             f.call(&format!("Bearer {}", f.token().await)).await.is_ok(),
@@ -308,7 +308,7 @@ mod tests {
         // Account erased: its own code.
         let f = fixture().await;
         let header = format!("Bearer {}", f.token().await);
-        f.store.erase_now(&USER);
+        f.store.erase_now(&USER).await;
         assert_eq!(
             f.call(&header).await.unwrap_err().code(),
             ErrorCode::AccountErased
@@ -318,7 +318,7 @@ mod tests {
     #[tokio::test]
     async fn session_must_belong_to_the_token() {
         let f = fixture().await;
-        let account = f.store.account_now(&USER);
+        let account = f.store.account_now(&USER).await;
         // A token naming a session that does not exist, or a device not of this account.
         let ghost = f
             .keys
@@ -331,7 +331,7 @@ mod tests {
             Err(ApiError::unauthorized())
         );
         let other_device = haven_protocol::Bytes([5; 16]);
-        f.store.add_device(USER, other_device);
+        f.store.add_device(USER, other_device).await;
         let swapped = f
             .keys
             .issue(&USER, &other_device, &f.session, &account.space_id, 1)

@@ -503,12 +503,12 @@ pub(crate) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::auth::test_support::FakeStore;
+    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
 
     pub(crate) const T0: u64 = 1_800_000_000;
 
-    pub(crate) async fn key_set(store: &Arc<FakeStore>, clock: &ManualClock) -> KeySet {
+    pub(crate) async fn key_set(store: &Arc<SpyStore>, clock: &ManualClock) -> KeySet {
         KeySet::load(store.clone(), Arc::new(clock.clone()), JwtConfig::default())
             .await
             .unwrap()
@@ -545,7 +545,7 @@ pub(crate) mod tests {
     }
 
     /// Signs arbitrary header and claims with the set's active key, as a key holder could.
-    fn sign_raw(keys: &KeySet, store: &FakeStore, header: &Value, claims: &Value) -> String {
+    fn sign_raw(keys: &KeySet, store: &SpyStore, header: &Value, claims: &Value) -> String {
         let kid = keys.active_kid().unwrap();
         let secret = store.jwt_secret(&kid);
         let message = format!("{}.{}", b64(header), b64(claims));
@@ -564,7 +564,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn issues_and_verifies() {
-        let (store, clock) = (FakeStore::new(), ManualClock::new(T0));
+        let (store, clock) = (SpyStore::new(), ManualClock::new(T0));
         let keys = key_set(&store, &clock).await;
         let (token, expires_in) = {
             let (user, device, session, space) = ids();
@@ -599,7 +599,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn loading_creates_one_active_key_and_reuses_it() {
-        let (store, clock) = (FakeStore::new(), ManualClock::new(T0));
+        let (store, clock) = (SpyStore::new(), ManualClock::new(T0));
         let first = key_set(&store, &clock).await;
         let second = key_set(&store, &clock).await;
         assert_eq!(first.active_kid(), second.active_kid());
@@ -612,7 +612,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn time_claims_use_the_injected_clock_with_30s_leeway() {
-        let (store, clock) = (FakeStore::new(), ManualClock::new(T0));
+        let (store, clock) = (SpyStore::new(), ManualClock::new(T0));
         let keys = key_set(&store, &clock).await;
         let token = issue(&keys).await;
         clock.set(T0 + 900 + 30);
@@ -665,7 +665,7 @@ pub(crate) mod tests {
     /// research (d) S4: every one of these is refused with the same opaque error.
     #[tokio::test]
     async fn s4_negative_cases() {
-        let (store, clock) = (FakeStore::new(), ManualClock::new(T0));
+        let (store, clock) = (SpyStore::new(), ManualClock::new(T0));
         let keys = key_set(&store, &clock).await;
         let good = issue(&keys).await;
         let kid = keys.active_kid().unwrap();
@@ -797,7 +797,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn rotation_keeps_old_tokens_until_retired() {
-        let (store, clock) = (FakeStore::new(), ManualClock::new(T0));
+        let (store, clock) = (SpyStore::new(), ManualClock::new(T0));
         let keys = key_set(&store, &clock).await;
         let old_kid = keys.active_kid().unwrap();
         let old_token = issue(&keys).await;
@@ -845,7 +845,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn another_instances_rotation_is_picked_up_but_reloads_are_rate_limited() {
-        let (store, clock) = (FakeStore::new(), ManualClock::new(T0));
+        let (store, clock) = (SpyStore::new(), ManualClock::new(T0));
         let here = key_set(&store, &clock).await;
         let there = key_set(&store, &clock).await;
         there.rotate().await.unwrap();
@@ -875,7 +875,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn retirement_elsewhere_is_seen_after_the_refresh_interval() {
-        let (store, clock) = (FakeStore::new(), ManualClock::new(T0));
+        let (store, clock) = (SpyStore::new(), ManualClock::new(T0));
         let here = key_set(&store, &clock).await;
         let there = key_set(&store, &clock).await;
         let old_kid = here.active_kid().unwrap();

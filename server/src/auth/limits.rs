@@ -133,7 +133,7 @@ fn address_bytes(client: IpAddr) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::test_support::FakeStore;
+    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
     use haven_protocol::ErrorCode;
 
@@ -143,7 +143,7 @@ mod tests {
     fn limiter(limits: LoginLimits) -> (LoginLimiter, ManualClock) {
         let clock = ManualClock::new(T0);
         (
-            LoginLimiter::new(FakeStore::new(), Arc::new(clock.clone()), limits),
+            LoginLimiter::new(SpyStore::new(), Arc::new(clock.clone()), limits),
             clock,
         )
     }

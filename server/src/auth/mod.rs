@@ -459,14 +459,14 @@ pub(crate) fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::auth::jwt::tests::T0;
-    use crate::auth::test_support::FakeStore;
+    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
 
     const USER: HexId = HexId([1; 16]);
     const DEVICE: DeviceId = haven_protocol::Bytes([2; 16]);
     const SECRET: [u8; 32] = [42; 32];
 
-    async fn service(store: &Arc<FakeStore>, clock: &ManualClock) -> AuthService {
+    async fn service(store: &Arc<SpyStore>, clock: &ManualClock) -> AuthService {
         AuthService::new(
             store.clone(),
             Arc::new(clock.clone()),
@@ -477,14 +477,14 @@ mod tests {
     }
 
     /// A service with one account "alice" whose auth_secret is `SECRET`.
-    async fn with_alice() -> (AuthService, Arc<FakeStore>, ManualClock) {
-        let store = FakeStore::new();
+    async fn with_alice() -> (AuthService, Arc<SpyStore>, ManualClock) {
+        let store = SpyStore::new();
         let clock = ManualClock::new(T0);
         let auth = service(&store, &clock).await;
         let hash = auth.hasher().hash(&SECRET).await.unwrap();
-        let mut account = store.add_account(USER, DEVICE, &hash);
+        let mut account = store.add_account(USER, DEVICE, &hash).await;
         account.username_key = auth.username_key("alice");
-        store.put_account(account);
+        store.put_account(account).await;
         (auth, store, clock)
     }
 
@@ -508,7 +508,7 @@ mod tests {
 
     #[tokio::test]
     async fn salts_and_username_keys_are_deterministic_and_shared() {
-        let store = FakeStore::new();
+        let store = SpyStore::new();
         let clock = ManualClock::new(T0);
         let one = service(&store, &clock).await;
         let two = service(&store, &clock).await;
@@ -519,7 +519,7 @@ mod tests {
         // Different keys: the username key reveals nothing about the salt and vice versa.
         assert_ne!(one.fake_salt("alice")[..], one.username_key("alice")[..16]);
         // Another deployment (another store) answers differently.
-        let elsewhere = service(&FakeStore::new(), &clock).await;
+        let elsewhere = service(&SpyStore::new(), &clock).await;
         assert_ne!(one.fake_salt("alice"), elsewhere.fake_salt("alice"));
         assert_ne!(one.username_key("alice"), elsewhere.username_key("alice"));
     }
@@ -612,7 +612,7 @@ mod tests {
     #[tokio::test]
     async fn login_tokens_refuse_revoked_or_unknown_devices() {
         let (auth, store, _clock) = with_alice().await;
-        let account = store.account_now(&USER);
+        let account = store.account_now(&USER).await;
         let stranger = haven_protocol::Bytes([9; 16]);
         assert_eq!(
             auth.login_tokens(&account, &stranger)
@@ -621,7 +621,7 @@ mod tests {
                 .code(),
             ErrorCode::Internal
         );
-        store.revoke_device_now(&USER, &DEVICE);
+        store.revoke_device_now(&USER, &DEVICE).await;
         assert_eq!(
             auth.login_tokens(&account, &DEVICE)
                 .await
@@ -643,13 +643,16 @@ mod tests {
         .hash_password_with_salt(&SECRET, b"0123456789abcdef")
         .unwrap()
         .to_string();
-        let mut account = store.account_now(&USER);
+        let mut account = store.account_now(&USER).await;
         account.auth_hash = weak.clone();
-        store.put_account(account);
+        store.put_account(account).await;
         let logged_in = auth.password_login("alice", &SECRET, ip()).await.unwrap();
         assert_ne!(logged_in.auth_hash, weak);
         assert!(!auth.hasher().needs_rehash(&logged_in.auth_hash));
-        assert_eq!(store.account_now(&USER).auth_hash, logged_in.auth_hash);
+        assert_eq!(
+            store.account_now(&USER).await.auth_hash,
+            logged_in.auth_hash
+        );
         assert!(
             auth.hasher()
                 .verify(&SECRET, &logged_in.auth_hash)
@@ -661,7 +664,7 @@ mod tests {
     #[tokio::test]
     async fn fresh_proof() {
         let (auth, store, _clock) = with_alice().await;
-        let account = store.account_now(&USER);
+        let account = store.account_now(&USER).await;
         auth.verify_fresh_proof(&account, &SECRET, ip())
             .await
             .unwrap();

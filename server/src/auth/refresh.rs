@@ -359,7 +359,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::test_support::FakeStore;
+    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
 
     const T0: u64 = 1_800_000_000;
@@ -367,14 +367,14 @@ mod tests {
     const DEVICE: DeviceId = haven_protocol::Bytes([2; 16]);
 
     struct Fixture {
-        store: Arc<FakeStore>,
+        store: Arc<SpyStore>,
         clock: ManualClock,
         tokens: RefreshTokens,
     }
 
-    fn fixture() -> Fixture {
-        let store = FakeStore::new();
-        store.add_account(USER, DEVICE, "");
+    async fn fixture() -> Fixture {
+        let store = SpyStore::new();
+        store.add_account(USER, DEVICE, "").await;
         let clock = ManualClock::new(T0);
         let tokens = RefreshTokens::new(
             store.clone(),
@@ -398,8 +398,8 @@ mod tests {
             self.tokens.refresh(token).await.map(|r| r.refresh_token)
         }
 
-        fn revoked(&self, session: &HexId) -> bool {
-            self.store.session_now(session).unwrap().revoked
+        async fn revoked(&self, session: &HexId) -> bool {
+            self.store.session_now(session).await.unwrap().revoked
         }
     }
 
@@ -409,7 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn shape_and_storage() {
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         let token = &login.refresh_token;
         assert_eq!(token.len(), TOKEN_CHARS);
@@ -418,7 +418,11 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
-        let stored = f.store.session_now(&login.session.session_id).unwrap();
+        let stored = f
+            .store
+            .session_now(&login.session.session_id)
+            .await
+            .unwrap();
         // Only the hash is stored; never the token or its secret.
         let raw = URL_SAFE_NO_PAD.decode(token).unwrap();
         assert_eq!(stored.current_hash, sha256(&raw));
@@ -432,7 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn rotates_on_every_use() {
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         let sid = login.session.session_id;
         f.clock.advance(600);
@@ -444,7 +448,7 @@ mod tests {
         assert_eq!(refreshed.space_id, HexId([0xaa; 16]));
         let second = refreshed.refresh_token;
         assert_ne!(second, login.refresh_token);
-        let stored = f.store.session_now(&sid).unwrap();
+        let stored = f.store.session_now(&sid).await.unwrap();
         assert_eq!(
             (stored.generation, stored.last_used_at, stored.rotated_at),
             (1, T0 + 600, T0 + 600)
@@ -452,12 +456,12 @@ mod tests {
         f.clock.advance(600);
         let third = f.refresh(&second).await.unwrap();
         assert_ne!(third, second);
-        assert_eq!(f.store.session_now(&sid).unwrap().generation, 2);
+        assert_eq!(f.store.session_now(&sid).await.unwrap().generation, 2);
     }
 
     #[tokio::test]
     async fn grace_replay_of_the_previous_token() {
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         let sid = login.session.session_id;
         // The app sent its token, the server rotated, the app died before storing the answer.
@@ -470,16 +474,16 @@ mod tests {
         let again = f.refresh(&login.refresh_token).await.unwrap();
         // ...and the newest pair is the one that lives on.
         let next = f.refresh(&again).await.unwrap();
-        assert!(!f.revoked(&sid));
+        assert!(!f.revoked(&sid).await);
         // The pair that was never delivered is dead, and presenting it is reuse.
         assert!(unauthorized(f.refresh(&lost).await));
-        assert!(f.revoked(&sid));
+        assert!(f.revoked(&sid).await);
         assert!(unauthorized(f.refresh(&next).await), "the family is gone");
     }
 
     #[tokio::test]
     async fn grace_replays_do_not_extend_the_window() {
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         f.refresh(&login.refresh_token).await.unwrap();
         // Replays keep working until 60 s after the first rotation, never longer: a thief
@@ -488,18 +492,18 @@ mod tests {
         f.refresh(&login.refresh_token).await.unwrap();
         f.clock.advance(50);
         assert!(unauthorized(f.refresh(&login.refresh_token).await));
-        assert!(f.revoked(&login.session.session_id));
+        assert!(f.revoked(&login.session.session_id).await);
     }
 
     #[tokio::test]
     async fn previous_token_outside_grace_is_reuse_and_revokes_the_family() {
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         let sid = login.session.session_id;
         let current = f.refresh(&login.refresh_token).await.unwrap();
         f.clock.advance(61);
         assert!(unauthorized(f.refresh(&login.refresh_token).await));
-        assert!(f.revoked(&sid));
+        assert!(f.revoked(&sid).await);
         assert!(
             unauthorized(f.refresh(&current).await),
             "revocation took the whole family"
@@ -508,20 +512,20 @@ mod tests {
 
     #[tokio::test]
     async fn older_generation_is_reuse() {
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         let sid = login.session.session_id;
         let first = f.refresh(&login.refresh_token).await.unwrap();
         let second = f.refresh(&first).await.unwrap();
         // gen 0 is now two behind: never acceptable, even within seconds.
         assert!(unauthorized(f.refresh(&login.refresh_token).await));
-        assert!(f.revoked(&sid));
+        assert!(f.revoked(&sid).await);
         assert!(unauthorized(f.refresh(&second).await));
     }
 
     #[tokio::test]
     async fn idle_and_absolute_lifetimes() {
-        let f = fixture();
+        let f = fixture().await;
         let config = RefreshConfig::default();
         // Idle: 30 days without use.
         let login = f.login().await;
@@ -545,7 +549,7 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_forged_or_unknown_tokens_have_no_side_effects() {
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         let sid = login.session.session_id;
         let writes = f.store.session_writes();
@@ -584,7 +588,7 @@ mod tests {
             assert!(unauthorized(f.refresh(&token).await), "{name}");
         }
         assert_eq!(f.store.session_writes(), writes, "nothing was written");
-        assert!(!f.revoked(&sid));
+        assert!(!f.revoked(&sid).await);
         assert!(
             f.refresh(&login.refresh_token).await.is_ok(),
             "the real token still works"
@@ -594,7 +598,7 @@ mod tests {
     #[tokio::test]
     async fn revoked_session_device_account_and_auth_version() {
         // Revoked session (logout).
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         f.store
             .revoke_session(&login.session.session_id)
@@ -603,29 +607,29 @@ mod tests {
         assert!(unauthorized(f.refresh(&login.refresh_token).await));
 
         // Revoked device → its own code, so the app stops syncing and offers export.
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
-        f.store.revoke_device_now(&USER, &DEVICE);
+        f.store.revoke_device_now(&USER, &DEVICE).await;
         assert!(matches!(
             f.refresh(&login.refresh_token).await,
             Err(RefreshError::DeviceRevoked)
         ));
 
         // Erased account → its own code, although the session is gone.
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
-        f.store.erase_now(&USER);
+        f.store.erase_now(&USER).await;
         assert!(matches!(
             f.refresh(&login.refresh_token).await,
             Err(RefreshError::AccountErased)
         ));
 
         // Password changed (auth_version bumped) → refused, and the family is closed.
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
-        f.store.bump_auth_version(&USER);
+        f.store.bump_auth_version(&USER).await;
         assert!(unauthorized(f.refresh(&login.refresh_token).await));
-        assert!(f.revoked(&login.session.session_id));
+        assert!(f.revoked(&login.session.session_id).await);
         // A session started after the change carries the new version.
         let fresh = f.tokens.create(&USER, &DEVICE, 2).await.unwrap();
         assert!(f.refresh(&fresh.refresh_token).await.is_ok());
@@ -633,7 +637,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_compare_and_swap_is_re_read_once() {
-        let f = fixture();
+        let f = fixture().await;
         let login = f.login().await;
         f.store.conflict_next_update();
         // The first write "loses"; the re-read finds the same state and the second write wins.
@@ -641,6 +645,7 @@ mod tests {
         assert_eq!(
             f.store
                 .session_now(&login.session.session_id)
+                .await
                 .unwrap()
                 .generation,
             1
@@ -650,7 +655,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_use_of_one_token_rotates_once_per_winner_and_keeps_the_family() {
-        let f = Arc::new(fixture());
+        let f = Arc::new(fixture().await);
         let login = f.login().await;
         let tasks: Vec<_> = (0..4)
             .map(|_| {
@@ -665,6 +670,6 @@ mod tests {
         }
         // One normal rotation, then grace replays: within the window nobody is revoked.
         assert!(ok >= 1);
-        assert!(!f.revoked(&login.session.session_id));
+        assert!(!f.revoked(&login.session.session_id).await);
     }
 }

@@ -1,66 +1,40 @@
-//! TEST ONLY: a minimal in-memory fake of the [`Store`] methods the auth module uses, until the
-//! real `MemoryStore` lands. Every other method fails loudly. Not a reference implementation of
-//! the storage contract: the conformance suite is.
+//! TEST ONLY: the real [`MemoryStore`] behind a thin spy that counts the writes the auth tests
+//! assert on and can make the next session update lose its compare-and-swap (as if another
+//! instance won). Every operation is the real store's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use haven_protocol::api::{KdfParams, KeyBundle};
-use haven_protocol::{Blob, Bytes, DeviceId, DocId, Envelope, EnvelopeId, HexId, SpaceId, UserId};
+use haven_protocol::{Blob, Bytes, DeviceId, DocId, EnvelopeId, HexId, SpaceId, UserId};
 use zeroize::Zeroizing;
 
+use crate::store::memory::MemoryStore;
 use crate::store::{
     AccountRecord, AppendItem, AppendOutcome, Cas, DeviceRecord, Durability, JwtKeyRecord,
-    JwtKeyState, LinkRecord, OneTimeToken, RateDecision, SessionRecord, Store, StoreError,
-    StoreResult,
+    LinkRecord, OneTimeToken, RateDecision, SessionRecord, Store, StoreResult,
 };
 
 #[derive(Debug, Default)]
-struct State {
-    secrets: HashMap<String, Zeroizing<Vec<u8>>>,
-    jwt_keys: Vec<JwtKeyRecord>,
-    accounts: HashMap<UserId, AccountRecord>,
-    devices: HashMap<(UserId, DeviceId), DeviceRecord>,
-    sessions: HashMap<HexId, SessionRecord>,
-    erased: HashSet<UserId>,
-    /// key → (window start, count)
-    rates: HashMap<Vec<u8>, (u64, u32)>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct FakeStore {
-    state: Mutex<State>,
+pub(crate) struct SpyStore {
+    inner: MemoryStore,
+    /// Secrets of the JWT keys written through this store, for tests that sign tokens by hand.
+    jwt_secrets: Mutex<HashMap<String, [u8; 32]>>,
     jwt_key_loads: AtomicUsize,
     session_writes: AtomicUsize,
     /// When set, the next `update_session` answers `Conflict` (as if another instance won).
     conflict_next_update: AtomicBool,
 }
 
-fn unsupported<T>() -> StoreResult<T> {
-    Err(StoreError::Engine(
-        "not implemented by the auth test fake".into(),
-    ))
-}
-
-impl FakeStore {
+impl SpyStore {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap()
-    }
-
     pub(crate) fn jwt_secret(&self, kid: &str) -> [u8; 32] {
-        *self
-            .lock()
-            .jwt_keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .unwrap()
-            .secret
+        self.jwt_secrets.lock().unwrap()[kid]
     }
 
     pub(crate) fn jwt_key_loads(&self) -> usize {
@@ -76,8 +50,8 @@ impl FakeStore {
         self.conflict_next_update.store(true, Ordering::SeqCst);
     }
 
-    /// An account with one device, as account creation would leave it.
-    pub(crate) fn add_account(
+    /// An account with one device, as account creation leaves it.
+    pub(crate) async fn add_account(
         &self,
         user: UserId,
         device: DeviceId,
@@ -93,81 +67,96 @@ impl FakeStore {
             key_bundle: KeyBundle {
                 version: 1,
                 key_epoch: 0,
-                blob: Blob(Vec::new()),
+                blob: Blob(vec![1]),
             },
             auth_version: 1,
             revision: 0,
             created_day: "2027-01-15".into(),
         };
-        self.put_account(account.clone());
-        self.add_device(user, device);
+        let created = self
+            .inner
+            .create_account(
+                account.clone(),
+                device_record(user, device),
+                Zeroizing::new([3; 32]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created, Cas::Done(()));
         account
     }
 
-    pub(crate) fn put_account(&self, account: AccountRecord) {
-        self.lock().accounts.insert(account.user_id, account);
+    /// Replaces the stored account (whatever its revision).
+    pub(crate) async fn put_account(&self, account: AccountRecord) {
+        let stored = self.account_now(&account.user_id).await;
+        let updated = self
+            .inner
+            .update_account(stored.revision, account)
+            .await
+            .unwrap();
+        assert!(matches!(updated, Cas::Done(_)));
     }
 
-    pub(crate) fn add_device(&self, user: UserId, device: DeviceId) {
-        self.lock().devices.insert(
-            (user, device),
-            DeviceRecord {
-                user_id: user,
-                device_id: device,
-                name: None,
-                created_day: "2027-01-15".into(),
-                last_seen_day: "2027-01-15".into(),
-                revoked: false,
-            },
-        );
+    pub(crate) async fn add_device(&self, user: UserId, device: DeviceId) {
+        self.inner
+            .put_device(device_record(user, device))
+            .await
+            .unwrap();
     }
 
-    pub(crate) fn account_now(&self, user: &UserId) -> AccountRecord {
-        self.lock().accounts[user].clone()
+    pub(crate) async fn account_now(&self, user: &UserId) -> AccountRecord {
+        self.inner.account(user).await.unwrap().unwrap()
     }
 
-    pub(crate) fn bump_auth_version(&self, user: &UserId) {
-        let mut state = self.lock();
-        let account = state.accounts.get_mut(user).unwrap();
+    pub(crate) async fn bump_auth_version(&self, user: &UserId) {
+        let mut account = self.account_now(user).await;
         account.auth_version += 1;
-        account.revision += 1;
+        self.put_account(account).await;
     }
 
-    pub(crate) fn revoke_device_now(&self, user: &UserId, device: &DeviceId) {
-        let mut state = self.lock();
-        state.devices.get_mut(&(*user, *device)).unwrap().revoked = true;
-        for session in state.sessions.values_mut() {
-            if session.user_id == *user && session.device_id == *device {
-                session.revoked = true;
-            }
-        }
+    pub(crate) async fn revoke_device_now(&self, user: &UserId, device: &DeviceId) {
+        let account = self.account_now(user).await;
+        let revision = account.revision;
+        let revoked = self
+            .inner
+            .revoke_device(revision, account, device)
+            .await
+            .unwrap();
+        assert!(matches!(revoked, Cas::Done(_)));
     }
 
-    pub(crate) fn erase_now(&self, user: &UserId) {
-        let mut state = self.lock();
-        state.accounts.remove(user);
-        state.devices.retain(|(owner, _), _| owner != user);
-        state.sessions.retain(|_, s| s.user_id != *user);
-        state.erased.insert(*user);
+    pub(crate) async fn erase_now(&self, user: &UserId) {
+        self.inner.erase_account(user).await.unwrap();
     }
 
-    pub(crate) fn session_now(&self, id: &HexId) -> Option<SessionRecord> {
-        self.lock().sessions.get(id).cloned()
+    pub(crate) async fn session_now(&self, id: &HexId) -> Option<SessionRecord> {
+        self.inner.session(id).await.unwrap()
+    }
+}
+
+fn device_record(user: UserId, device: DeviceId) -> DeviceRecord {
+    DeviceRecord {
+        user_id: user,
+        device_id: device,
+        name: None,
+        created_day: "2027-01-15".into(),
+        last_seen_day: "2027-01-15".into(),
+        revoked: false,
     }
 }
 
 #[async_trait]
-impl Store for FakeStore {
+impl Store for SpyStore {
     async fn ping(&self) -> StoreResult<()> {
-        Ok(())
+        self.inner.ping().await
     }
 
     fn durability(&self) -> Durability {
-        Durability::OnCommit
+        self.inner.durability()
     }
 
     async fn flush(&self) -> StoreResult<()> {
-        Ok(())
+        self.inner.flush().await
     }
 
     async fn secret_or_init(
@@ -175,108 +164,87 @@ impl Store for FakeStore {
         name: &str,
         candidate: Zeroizing<Vec<u8>>,
     ) -> StoreResult<Zeroizing<Vec<u8>>> {
-        Ok(self
-            .lock()
-            .secrets
-            .entry(name.to_owned())
-            .or_insert(candidate)
-            .clone())
+        self.inner.secret_or_init(name, candidate).await
     }
 
     async fn jwt_keys(&self) -> StoreResult<Vec<JwtKeyRecord>> {
         self.jwt_key_loads.fetch_add(1, Ordering::SeqCst);
-        Ok(self.lock().jwt_keys.clone())
+        self.inner.jwt_keys().await
     }
 
     async fn put_jwt_key(&self, key: JwtKeyRecord) -> StoreResult<()> {
-        let mut state = self.lock();
-        if key.state == JwtKeyState::Active {
-            for other in &mut state.jwt_keys {
-                if other.state == JwtKeyState::Active {
-                    other.state = JwtKeyState::VerifyOnly;
-                }
-            }
-        }
-        state.jwt_keys.retain(|k| k.kid != key.kid);
-        state.jwt_keys.push(key);
-        Ok(())
+        self.jwt_secrets
+            .lock()
+            .unwrap()
+            .insert(key.kid.clone(), *key.secret);
+        self.inner.put_jwt_key(key).await
     }
 
     async fn create_account(
         &self,
-        _account: AccountRecord,
-        _first_device: DeviceRecord,
-        _storage_key: Zeroizing<[u8; 32]>,
+        account: AccountRecord,
+        first_device: DeviceRecord,
+        storage_key: Zeroizing<[u8; 32]>,
     ) -> StoreResult<Cas<()>> {
-        unsupported()
+        self.inner
+            .create_account(account, first_device, storage_key)
+            .await
     }
 
     async fn account_by_username(&self, key: &[u8; 32]) -> StoreResult<Option<AccountRecord>> {
-        Ok(self
-            .lock()
-            .accounts
-            .values()
-            .find(|a| a.username_key == *key)
-            .cloned())
+        self.inner.account_by_username(key).await
     }
 
     async fn account(&self, user: &UserId) -> StoreResult<Option<AccountRecord>> {
-        Ok(self.lock().accounts.get(user).cloned())
+        self.inner.account(user).await
     }
 
     async fn update_account(
         &self,
         expected_revision: u64,
-        mut account: AccountRecord,
+        account: AccountRecord,
     ) -> StoreResult<Cas<AccountRecord>> {
-        let mut state = self.lock();
-        match state.accounts.get(&account.user_id) {
-            Some(stored) if stored.revision == expected_revision => {
-                account.revision = expected_revision + 1;
-                state.accounts.insert(account.user_id, account.clone());
-                Ok(Cas::Done(account))
-            }
-            _ => Ok(Cas::Conflict),
-        }
+        self.inner.update_account(expected_revision, account).await
     }
 
     async fn revoke_device(
         &self,
-        _expected_revision: u64,
-        _account: AccountRecord,
-        _device: &DeviceId,
+        expected_revision: u64,
+        account: AccountRecord,
+        device: &DeviceId,
     ) -> StoreResult<Cas<Vec<HexId>>> {
-        unsupported()
+        self.inner
+            .revoke_device(expected_revision, account, device)
+            .await
     }
 
-    async fn erase_account(&self, _user: &UserId) -> StoreResult<()> {
-        unsupported()
+    async fn erase_account(&self, user: &UserId) -> StoreResult<()> {
+        self.inner.erase_account(user).await
     }
 
     async fn is_erased(&self, user: &UserId) -> StoreResult<bool> {
-        Ok(self.lock().erased.contains(user))
+        self.inner.is_erased(user).await
     }
 
-    async fn devices(&self, _user: &UserId) -> StoreResult<Vec<DeviceRecord>> {
-        unsupported()
+    async fn devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {
+        self.inner.devices(user).await
     }
 
     async fn device(&self, user: &UserId, device: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
-        Ok(self.lock().devices.get(&(*user, *device)).cloned())
+        self.inner.device(user, device).await
     }
 
-    async fn put_device(&self, _device: DeviceRecord) -> StoreResult<()> {
-        unsupported()
+    async fn put_device(&self, device: DeviceRecord) -> StoreResult<()> {
+        self.inner.put_device(device).await
     }
 
     async fn create_session(&self, session: SessionRecord) -> StoreResult<()> {
         self.session_writes.fetch_add(1, Ordering::SeqCst);
-        self.lock().sessions.insert(session.session_id, session);
-        Ok(())
+        self.inner.create_session(session).await
     }
 
     async fn session(&self, id: &HexId) -> StoreResult<Option<SessionRecord>> {
-        Ok(self.lock().sessions.get(id).cloned())
+        self.inner.session(id).await
     }
 
     async fn update_session(
@@ -288,54 +256,47 @@ impl Store for FakeStore {
         if self.conflict_next_update.swap(false, Ordering::SeqCst) {
             return Ok(Cas::Conflict);
         }
-        let mut state = self.lock();
-        match state.sessions.get(&session.session_id) {
-            Some(stored) if stored.generation == expected_generation && !stored.revoked => {
-                state.sessions.insert(session.session_id, session);
-                Ok(Cas::Done(()))
-            }
-            _ => Ok(Cas::Conflict),
-        }
+        self.inner
+            .update_session(expected_generation, session)
+            .await
     }
 
     async fn revoke_session(&self, id: &HexId) -> StoreResult<()> {
         self.session_writes.fetch_add(1, Ordering::SeqCst);
-        if let Some(session) = self.lock().sessions.get_mut(id) {
-            session.revoked = true;
-        }
-        Ok(())
+        self.inner.revoke_session(id).await
     }
 
     async fn revoke_sessions_of_user(
         &self,
-        _user: &UserId,
-        _keep: Option<&HexId>,
+        user: &UserId,
+        keep: Option<&HexId>,
     ) -> StoreResult<Vec<HexId>> {
-        unsupported()
+        self.session_writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.revoke_sessions_of_user(user, keep).await
     }
 
-    async fn put_token(&self, _hash: &[u8; 32], _token: OneTimeToken) -> StoreResult<()> {
-        unsupported()
+    async fn put_token(&self, hash: &[u8; 32], token: OneTimeToken) -> StoreResult<()> {
+        self.inner.put_token(hash, token).await
     }
 
-    async fn take_token(&self, _hash: &[u8; 32]) -> StoreResult<Option<OneTimeToken>> {
-        unsupported()
+    async fn take_token(&self, hash: &[u8; 32]) -> StoreResult<Option<OneTimeToken>> {
+        self.inner.take_token(hash).await
     }
 
-    async fn create_link(&self, _link: LinkRecord) -> StoreResult<()> {
-        unsupported()
+    async fn create_link(&self, link: LinkRecord) -> StoreResult<()> {
+        self.inner.create_link(link).await
     }
 
-    async fn put_link_payload(&self, _id: &HexId, _payload: Vec<u8>) -> StoreResult<Cas<()>> {
-        unsupported()
+    async fn put_link_payload(&self, id: &HexId, payload: Vec<u8>) -> StoreResult<Cas<()>> {
+        self.inner.put_link_payload(id, payload).await
     }
 
-    async fn take_link(&self, _id: &HexId) -> StoreResult<Option<LinkRecord>> {
-        unsupported()
+    async fn take_link(&self, id: &HexId) -> StoreResult<Option<LinkRecord>> {
+        self.inner.take_link(id).await
     }
 
-    async fn purge_expired(&self, _now: u64) -> StoreResult<usize> {
-        unsupported()
+    async fn purge_expired(&self, now: u64) -> StoreResult<usize> {
+        self.inner.purge_expired(now).await
     }
 
     async fn rate_limit_hit(
@@ -345,66 +306,50 @@ impl Store for FakeStore {
         window_secs: u64,
         max_events: u32,
     ) -> StoreResult<RateDecision> {
-        let window_secs = window_secs.max(1);
-        let start = now - now % window_secs;
-        let mut state = self.lock();
-        let entry = state.rates.entry(key.to_vec()).or_insert((start, 0));
-        if entry.0 != start {
-            *entry = (start, 0);
-        }
-        entry.1 += 1;
-        if entry.1 > max_events {
-            Ok(RateDecision::Limited {
-                retry_after: start + window_secs - now,
-            })
-        } else {
-            Ok(RateDecision::Allowed)
-        }
+        self.inner
+            .rate_limit_hit(key, now, window_secs, max_events)
+            .await
     }
 
-    async fn space_exists(&self, _space: &SpaceId) -> StoreResult<bool> {
-        unsupported()
+    async fn space_exists(&self, space: &SpaceId) -> StoreResult<bool> {
+        self.inner.space_exists(space).await
     }
 
-    async fn storage_key(&self, _space: &SpaceId) -> StoreResult<Option<Zeroizing<[u8; 32]>>> {
-        unsupported()
+    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<Zeroizing<[u8; 32]>>> {
+        self.inner.storage_key(space).await
     }
 
     async fn append(
         &self,
-        _space: &SpaceId,
-        _items: Vec<AppendItem>,
+        space: &SpaceId,
+        items: Vec<AppendItem>,
     ) -> StoreResult<Vec<AppendOutcome>> {
-        unsupported()
+        self.inner.append(space, items).await
     }
 
     async fn read(
         &self,
-        _space: &SpaceId,
-        _after: u64,
-        _upto: u64,
-        _limit: usize,
-    ) -> StoreResult<Vec<(u64, Envelope)>> {
-        unsupported()
+        space: &SpaceId,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, haven_protocol::Envelope)>> {
+        self.inner.read(space, after, upto, limit).await
     }
 
-    async fn seq_of(&self, _space: &SpaceId, _id: &EnvelopeId) -> StoreResult<Option<u64>> {
-        unsupported()
+    async fn seq_of(&self, space: &SpaceId, id: &EnvelopeId) -> StoreResult<Option<u64>> {
+        self.inner.seq_of(space, id).await
     }
 
-    async fn head(&self, _space: &SpaceId) -> StoreResult<u64> {
-        unsupported()
+    async fn head(&self, space: &SpaceId) -> StoreResult<u64> {
+        self.inner.head(space).await
     }
 
-    async fn epoch(&self, _space: &SpaceId) -> StoreResult<u32> {
-        unsupported()
+    async fn epoch(&self, space: &SpaceId) -> StoreResult<u32> {
+        self.inner.epoch(space).await
     }
 
-    async fn live_ids(
-        &self,
-        _space: &SpaceId,
-        _doc: &DocId,
-    ) -> StoreResult<Vec<(u64, EnvelopeId)>> {
-        unsupported()
+    async fn live_ids(&self, space: &SpaceId, doc: &DocId) -> StoreResult<Vec<(u64, EnvelopeId)>> {
+        self.inner.live_ids(space, doc).await
     }
 }
