@@ -12,3 +12,4 @@
 pub mod content;
 pub mod documents;
 pub mod env;
+pub mod local_store;
