@@ -104,6 +104,12 @@ impl GroupCommit {
     pub(crate) fn batches(&self) -> u64 {
         self.lock().batches
     }
+
+    /// Batches waiting for a leader (tests use it to line up a group deterministically).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
 }
 
 /// The front of the queue, within the group caps.

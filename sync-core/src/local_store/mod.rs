@@ -41,7 +41,8 @@
 //!
 //! # Commits
 //! [`LocalStore::commit`] applies a [`WriteBatch`] atomically and returns when it is durable.
-//! Concurrent commits are merged into one transaction and one fsync ([`group`]).
+//! Concurrent commits are merged into one transaction and one fsync (leader/follower group
+//! commit, see `group.rs`).
 //!
 //! # Corruption policy
 //! A record whose MAC fails (flipped bits, a value moved from another record, a foreign key) is
@@ -62,6 +63,9 @@ mod group;
 pub mod keystore;
 pub mod redb_engine;
 pub mod wipe;
+
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::io;
@@ -669,6 +673,37 @@ impl LocalStore {
                     (result, _) => result,
                 }
             }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &dyn Engine {
+        self.engine.as_ref()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn queued_batches(&self) -> usize {
+        self.group.queued()
+    }
+
+    /// Replaces the engine with a wrapper of it (tests: gates and fault injection).
+    #[cfg(test)]
+    pub(crate) fn map_engine(self, wrap: impl FnOnce(Box<dyn Engine>) -> Box<dyn Engine>) -> Self {
+        let Self {
+            engine,
+            cipher,
+            random,
+            group,
+            location,
+            _guard,
+        } = self;
+        Self {
+            engine: wrap(engine),
+            cipher,
+            random,
+            group,
+            location,
+            _guard,
         }
     }
 }
