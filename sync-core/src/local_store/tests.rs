@@ -459,10 +459,36 @@ impl Gate {
     }
 }
 
+/// An engine whose commits wait at a gate, and whose n-th commit can fail or panic.
 #[derive(Debug)]
 struct GatedEngine {
     inner: Box<dyn Engine>,
     gate: Arc<Gate>,
+    seen: std::sync::atomic::AtomicUsize,
+    fault: Option<(usize, Fault)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Fail,
+    Panic,
+}
+
+impl GatedEngine {
+    fn wrap(
+        gate: &Arc<Gate>,
+        fault: Option<(usize, Fault)>,
+    ) -> impl FnOnce(Box<dyn Engine>) -> Box<dyn Engine> {
+        let gate = gate.clone();
+        move |inner| {
+            Box::new(GatedEngine {
+                inner,
+                gate,
+                seen: Default::default(),
+                fault,
+            })
+        }
+    }
 }
 
 impl Engine for GatedEngine {
@@ -476,8 +502,13 @@ impl Engine for GatedEngine {
         self.inner.is_empty()
     }
     fn commit(&self, ops: Vec<Op>) -> Result<(), EngineError> {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.gate.pass();
-        self.inner.commit(ops)
+        match self.fault {
+            Some((at, Fault::Fail)) if at == n => Err(EngineError::Injected),
+            Some((at, Fault::Panic)) if at == n => panic!("simulated engine panic"),
+            _ => self.inner.commit(ops),
+        }
     }
     fn flush(&self) -> Result<(), EngineError> {
         self.inner.flush()
@@ -493,20 +524,14 @@ impl Engine for GatedEngine {
     }
 }
 
-/// N committers, lined up deterministically: the first holds the engine (as a slow fsync
-/// would) while the other N-1 queue; they must then go in as one group: 2 engine commits.
-fn group_commit_merges_queued_batches<H: Harness>() {
-    const N: usize = 8;
-    let h = H::new(7);
-    let gate = Arc::new(Gate::default());
-    let store = h.open().map_engine(|inner| {
-        Box::new(GatedEngine {
-            inner,
-            gate: gate.clone(),
-        })
-    });
-    let store = Arc::new(store);
-    let before = store.stats();
+/// Starts N committers lined up deterministically: the first holds the engine (as a slow fsync
+/// would) while the other N-1 queue behind it; then opens the gate. Returns each thread's
+/// outcome (`Err` if it panicked).
+fn line_up(
+    store: &Arc<LocalStore>,
+    gate: &Gate,
+    n: usize,
+) -> Vec<thread::Result<Result<(), LocalStoreError>>> {
     let commit = |store: Arc<LocalStore>, i: usize| {
         thread::spawn(move || {
             let mut batch = WriteBatch::new();
@@ -522,17 +547,27 @@ fn group_commit_merges_queued_batches<H: Harness>() {
     };
     let mut threads = vec![commit(store.clone(), 0)];
     gate.wait_for(1);
-    for i in 1..N {
+    for i in 1..n {
         threads.push(commit(store.clone(), i));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.queued_batches() < N - 1 {
+    while store.queued_batches() < n - 1 {
         assert!(Instant::now() < deadline, "followers never queued");
         thread::sleep(Duration::from_millis(1));
     }
     gate.open();
-    for thread in threads {
-        thread.join().unwrap().unwrap();
+    threads.into_iter().map(|thread| thread.join()).collect()
+}
+
+/// N lined-up committers go in as two groups: 2 engine commits for N batches.
+fn group_commit_merges_queued_batches<H: Harness>() {
+    const N: usize = 8;
+    let h = H::new(7);
+    let gate = Arc::new(Gate::default());
+    let store = Arc::new(h.open().map_engine(GatedEngine::wrap(&gate, None)));
+    let before = store.stats();
+    for outcome in line_up(&store, &gate, N) {
+        outcome.unwrap().unwrap();
     }
     let after = store.stats();
     assert_eq!(after.batches - before.batches, N as u64);
@@ -547,6 +582,51 @@ fn group_commit_merges_queued_batches<H: Harness>() {
             value(&store, Table::Counters, format!("ctr-{i}").as_bytes()),
             Some(i.to_be_bytes().to_vec())
         );
+    }
+}
+
+/// A group whose engine commit fails (or panics) fails every batch in it, lands none of them,
+/// wakes every caller, and leaves the store working.
+fn failed_group_commit_fails_every_batch_in_it<H: Harness>() {
+    const N: usize = 6;
+    for fault in [Fault::Fail, Fault::Panic] {
+        let h = H::new(70);
+        let gate = Arc::new(Gate::default());
+        // Commit 0 is the first caller alone; commit 1 is the group of the other N-1.
+        let store = Arc::new(
+            h.open()
+                .map_engine(GatedEngine::wrap(&gate, Some((1, fault)))),
+        );
+        let outcomes = line_up(&store, &gate, N);
+        let mut outcomes = outcomes.into_iter();
+        assert!(matches!(outcomes.next(), Some(Ok(Ok(())))));
+        let (mut failed, mut panicked) = (0, 0);
+        for outcome in outcomes {
+            match outcome {
+                Ok(Err(LocalStoreError::Engine(EngineError::Injected))) if fault == Fault::Fail => {
+                    failed += 1
+                }
+                Ok(Err(LocalStoreError::Engine(EngineError::Backend(message)))) => {
+                    assert!(message.contains("panicked"), "{message}");
+                    failed += 1;
+                }
+                Err(_) => panicked += 1,
+                other => panic!("{fault:?}: unexpected {other:?}"),
+            }
+        }
+        match fault {
+            Fault::Fail => assert_eq!((failed, panicked), (N - 1, 0)),
+            // The leader's own thread unwinds; its followers get an error.
+            Fault::Panic => assert_eq!((failed, panicked), (N - 2, 1)),
+        }
+        assert!(value(&store, Table::Outbox, b"env-0").is_some());
+        assert_eq!(
+            keys(&store, Table::Outbox),
+            vec![b"env-0".to_vec()],
+            "{fault:?}"
+        );
+        store.put(Table::Outbox, b"after", b"ok").unwrap();
+        assert_eq!(value(&store, Table::Outbox, b"after"), Some(b"ok".to_vec()));
     }
 }
 
@@ -661,6 +741,7 @@ macro_rules! engine_conformance {
             corrupt_record_is_detected,
             moved_or_foreign_records_are_detected,
             group_commit_merges_queued_batches,
+            failed_group_commit_fails_every_batch_in_it,
             concurrent_commits_all_land,
             wipe_of_store,
         );
