@@ -129,19 +129,20 @@ pub fn wipe(dir: &Path, keystore: &dyn KeyStore) -> Result<WipeReport, WipeError
         ));
     }
 
-    // 3. Everything else. Entries are not followed: a symlink is removed, not its target.
-    for entry in names {
-        let path = entry.path();
-        let is_dir = entry.file_type().map(|kind| kind.is_dir()).unwrap_or(false);
-        let result = if is_dir {
-            fs::remove_dir_all(&path).map(|()| true)
-        } else {
-            fsutil::remove_if_exists(&path)
-        };
-        match result {
-            Ok(true) => report.files_removed += 1,
-            Ok(false) => {}
-            Err(err) => failures.push(format!("deleting {}: {err}", path.display())),
+    // 3. Everything else: entries the store did not make first, then its own files. Should a
+    //    stray entry resist, the store's files stay (ciphertext under a key that no longer
+    //    exists), so that a retry still recognises the directory as a profile and finishes.
+    //    Entries are not followed: a symlink is removed, not its target.
+    let (own, stray): (Vec<_>, Vec<_>) = names
+        .into_iter()
+        .partition(|entry| entry.file_name().to_str().is_some_and(is_profile_file));
+    let failures_before = failures.len();
+    for entry in stray {
+        remove_entry(&entry, &mut report, &mut failures);
+    }
+    if failures.len() == failures_before {
+        for entry in own {
+            remove_entry(&entry, &mut report, &mut failures);
         }
     }
 
@@ -152,6 +153,21 @@ pub fn wipe(dir: &Path, keystore: &dyn KeyStore) -> Result<WipeReport, WipeError
         Err(err) => failures.push(format!("deleting {}: {err}", dir.display())),
     }
     finish(report, failures)
+}
+
+fn remove_entry(entry: &fs::DirEntry, report: &mut WipeReport, failures: &mut Vec<String>) {
+    let path = entry.path();
+    let is_dir = entry.file_type().map(|kind| kind.is_dir()).unwrap_or(false);
+    let result = if is_dir {
+        fs::remove_dir_all(&path).map(|()| true)
+    } else {
+        fsutil::remove_if_exists(&path)
+    };
+    match result {
+        Ok(true) => report.files_removed += 1,
+        Ok(false) => {}
+        Err(err) => failures.push(format!("deleting {}: {err}", path.display())),
+    }
 }
 
 fn finish(report: WipeReport, failures: Vec<String>) -> Result<WipeReport, WipeError> {
