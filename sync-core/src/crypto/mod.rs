@@ -51,11 +51,16 @@
 //! `now_ms` argument. Secrets live in types that zeroise on drop and whose `Debug` is redacted.
 
 pub mod keys;
+pub mod password;
 pub mod wrap;
 
 pub use keys::{
     AccountConstants, AuthSecret, DeviceKeys, DevicePublicKeys, EpochKey, EpochKeyring, Kek,
     RecoveryAuth, RootKey,
+};
+pub use password::{
+    PasswordKeys, WeakPassword, check_password_strength, derive_password_keys, kdf_params_allowed,
+    new_kdf_params,
 };
 pub use wrap::{KeyPurpose, SealedKey, WrappedKey};
 
