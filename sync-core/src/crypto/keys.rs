@@ -521,6 +521,8 @@ mod tests {
         assert_zeroize_on_drop::<EpochKey>();
         assert_zeroize_on_drop::<DeviceKeys>();
         assert_zeroize_on_drop::<AccountConstants>();
+        assert_zeroize_on_drop::<crate::crypto::RecoveryPhrase>();
+        assert_zeroize_on_drop::<crate::crypto::RecoveryKeys>();
         // And zeroize() really clears (what drop calls).
         let mut root = RootKey::from_bytes(&[9; 32]);
         root.zeroize();

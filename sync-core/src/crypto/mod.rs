@@ -52,6 +52,7 @@
 
 pub mod keys;
 pub mod password;
+pub mod recovery;
 pub mod wrap;
 
 pub use keys::{
@@ -62,6 +63,7 @@ pub use password::{
     PasswordKeys, WeakPassword, check_password_strength, derive_password_keys, kdf_params_allowed,
     new_kdf_params,
 };
+pub use recovery::{PhraseError, RecoveryKeys, RecoveryPhrase};
 pub use wrap::{KeyPurpose, SealedKey, WrappedKey};
 
 /// Why a cryptographic operation failed. Messages never contain key material.
