@@ -50,11 +50,17 @@
 //! Everything here is sans-I/O: randomness comes through [`crate::env::Random`], time as a
 //! `now_ms` argument. Secrets live in types that zeroise on drop and whose `Debug` is redacted.
 
+pub mod envelope;
 pub mod keys;
 pub mod password;
 pub mod recovery;
 pub mod wrap;
 
+use haven_protocol::EnvelopeError;
+
+pub use envelope::{
+    OpenError, PrivateHeader, envelope_id, open_private, seal_private, sorted_hashes_content,
+};
 pub use keys::{
     AccountConstants, AuthSecret, DeviceKeys, DevicePublicKeys, EpochKey, EpochKeyring, Kek,
     RecoveryAuth, RootKey,
@@ -122,6 +128,8 @@ pub enum CryptoError {
     EpochOverflow,
     #[error("private envelopes cannot be sealed for the public space")]
     PublicSpace,
+    #[error("the sealed envelope is invalid: {0}")]
+    Envelope(#[from] EnvelopeError),
 }
 
 /// HKDF-SHA256 expand of `ikm` (no salt: every input here is already a uniform secret) under a
