@@ -50,6 +50,8 @@
 //! Everything here is sans-I/O: randomness comes through [`crate::env::Random`], time as a
 //! `now_ms` argument. Secrets live in types that zeroise on drop and whose `Debug` is redacted.
 
+pub mod bundle;
+mod codec;
 pub mod envelope;
 pub mod keys;
 pub mod password;
@@ -58,6 +60,7 @@ pub mod wrap;
 
 use haven_protocol::EnvelopeError;
 
+pub use bundle::{BundleContents, DeviceRecord};
 pub use envelope::{
     OpenError, PrivateHeader, envelope_id, open_private, seal_private, sorted_hashes_content,
 };
