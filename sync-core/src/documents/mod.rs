@@ -36,26 +36,61 @@ pub enum DocType {
     ResourceList,
     /// The signed list of public documents and their heads ([`Manifest`]).
     Manifest,
+    /// One private journal entry (`JournalEntry`).
+    JournalEntry,
+    /// The private singleton listing journal entries, their deletions and settings
+    /// (`JournalIndex`).
+    JournalIndex,
+    /// The private singleton of saved public resources and trusted contacts (`SavedResources`).
+    SavedResources,
+    /// The private singleton of bookmarks and reading progress (`ReadingState`).
+    ReadingState,
 }
 
 impl DocType {
-    /// The value of the root `type` field.
+    /// Every document type, for exhaustive tests and listings.
+    pub const ALL: [Self; 7] = [
+        Self::Article,
+        Self::ResourceList,
+        Self::Manifest,
+        Self::JournalEntry,
+        Self::JournalIndex,
+        Self::SavedResources,
+        Self::ReadingState,
+    ];
+
+    /// The value of the root `type` field. These strings are part of the stored format (and of
+    /// every singleton's genesis change and derived id), so they never change.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Article => "article",
             Self::ResourceList => "resource_list",
             Self::Manifest => "manifest",
+            Self::JournalEntry => "journal_entry",
+            Self::JournalIndex => "journal_index",
+            Self::SavedResources => "saved_resources",
+            Self::ReadingState => "reading_state",
         }
     }
 
     /// Parses the value of a root `type` field.
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "article" => Some(Self::Article),
-            "resource_list" => Some(Self::ResourceList),
-            "manifest" => Some(Self::Manifest),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// Whether documents of this type live in an account's private space (encrypted, never read
+    /// by the server) rather than in the public space.
+    pub fn is_private(self) -> bool {
+        !matches!(self, Self::Article | Self::ResourceList | Self::Manifest)
+    }
+
+    /// Whether this type is a per-account singleton: one document per account, at a derived id
+    /// (`singleton_doc_id`), starting from a fixed genesis change (`genesis_doc`).
+    pub fn is_singleton(self) -> bool {
+        matches!(
+            self,
+            Self::JournalIndex | Self::SavedResources | Self::ReadingState
+        )
     }
 }
 
@@ -81,6 +116,24 @@ pub enum DocumentError {
     WrongDocType { expected: DocType, found: String },
     #[error("document schema {found} is newer than this build supports ({supported})")]
     UnsupportedSchema { found: u64, supported: u64 },
+    /// A text edit addressed characters the field does not have. Positions and lengths count
+    /// Unicode scalar values.
+    #[error(
+        "field `{field}` has {length} characters; cannot delete {delete} at position {position}"
+    )]
+    OutOfRange {
+        field: String,
+        position: usize,
+        delete: usize,
+        length: usize,
+    },
+    /// The document indexes text by another unit than Unicode scalar values, so positions given
+    /// to it would be misread; build documents with `new_doc` / `load_doc`.
+    #[error("the document indexes text by {0}, not by Unicode scalar value")]
+    TextEncoding(String),
+    /// The operation needs a singleton document type and got another one.
+    #[error("`{0}` is not a singleton document type")]
+    NotSingleton(DocType),
     /// An Automerge operation failed; kept as text so the error stays comparable.
     #[error("automerge: {0}")]
     Automerge(String),
@@ -98,10 +151,11 @@ impl DocumentError {
         match self {
             Self::Missing { field }
             | Self::WrongType { field, .. }
-            | Self::Invalid { field, .. } => Some(field),
-            Self::WrongDocType { .. } => Some(fields::TYPE_KEY),
+            | Self::Invalid { field, .. }
+            | Self::OutOfRange { field, .. } => Some(field),
+            Self::WrongDocType { .. } | Self::NotSingleton(_) => Some(fields::TYPE_KEY),
             Self::UnsupportedSchema { .. } => Some(fields::SCHEMA_KEY),
-            Self::Automerge(_) => None,
+            Self::Automerge(_) | Self::TextEncoding(_) => None,
         }
     }
 }
