@@ -8,20 +8,60 @@
 //! Every document root carries `schema` (the document schema version, [`SCHEMA_VERSION`]) and
 //! `type` (a [`DocType`]). Hydration never panics on a malformed document: it returns a
 //! [`DocumentError`] naming the offending field.
+//!
+//! Public documents ([`Article`], [`ResourceList`], [`Manifest`]) are written whole by the
+//! publisher. Private documents are edited on several devices offline and must merge without
+//! losing a word, so they come with an editing handle ([`DocHandle`]) whose every edit is one
+//! Automerge change:
+//!
+//! - [`JournalEntry`] ([`JournalEntryDoc`]): one document per entry, created by one device.
+//! - The per-account singletons [`JournalIndex`], [`SavedResources`] and [`ReadingState`]: each
+//!   starts from a fixed genesis change ([`genesis`]) so that two devices that create one offline
+//!   merge instead of overwriting each other, and lives at a derived id ([`singleton_doc_id`]).
+//!
+//! Text positions in this module count Unicode scalar values (Rust `char`s), never UTF-8 bytes or
+//! UTF-16 code units; every document this module builds or loads indexes text that way
+//! ([`TEXT_ENCODING`]), whatever features other crates turn on in automerge.
 
 mod article;
 mod fields;
+pub mod genesis;
+mod handle;
+mod journal_entry;
+mod journal_index;
 mod manifest;
+mod reading_state;
 mod resource_list;
+mod saved_resources;
 
 use std::fmt;
 
 use automerge::transaction::Transactable;
-use automerge::{AutomergeError, ReadDoc};
+use automerge::{AutomergeError, ReadDoc, TextEncoding};
 
 pub use article::Article;
+pub use genesis::{GENESIS_ACTOR, genesis_doc, singleton_doc_id};
+pub use handle::{ChangeInfo, DocHandle, SingletonDocument, actor_for_device, load_doc, new_doc};
+pub use journal_entry::{
+    EXCERPT_CHARS, JournalEntry, JournalEntryDoc, JournalSummary, MAX_MOOD_CHARS, MAX_TAG_CHARS,
+    MAX_TAGS,
+};
+pub use journal_index::{
+    JournalIndex, JournalIndexDoc, MAX_SETTING_KEY_CHARS, MAX_SETTING_VALUE_CHARS,
+};
 pub use manifest::{Manifest, ManifestEntry};
+pub use reading_state::{PROGRESS_SCALE, ReadingProgress, ReadingState, ReadingStateDoc};
 pub use resource_list::{Resource, ResourceList};
+pub use saved_resources::{
+    ContactId, MAX_CONTACT_NAME_CHARS, MAX_CONTACT_NOTE_CHARS, MAX_CONTACT_PHONE_CHARS,
+    MAX_RESOURCE_NAME_CHARS, SavedResource, SavedResources, SavedResourcesDoc, TrustedContact,
+    new_contact_id,
+};
+
+/// How every document built or loaded here indexes text: by Unicode scalar value. Automerge's
+/// default depends on crate features (`utf8-indexing`, `utf16-indexing`) that any crate in the
+/// build could switch on, so it is always set explicitly.
+pub const TEXT_ENCODING: TextEncoding = TextEncoding::UnicodeCodePoint;
 
 /// The document schema version this build reads and writes. A document with a higher version was
 /// written by a newer client and is refused rather than misread.
@@ -36,14 +76,14 @@ pub enum DocType {
     ResourceList,
     /// The signed list of public documents and their heads ([`Manifest`]).
     Manifest,
-    /// One private journal entry (`JournalEntry`).
+    /// One private journal entry ([`JournalEntry`]).
     JournalEntry,
     /// The private singleton listing journal entries, their deletions and settings
-    /// (`JournalIndex`).
+    /// ([`JournalIndex`]).
     JournalIndex,
-    /// The private singleton of saved public resources and trusted contacts (`SavedResources`).
+    /// The private singleton of saved public resources and trusted contacts ([`SavedResources`]).
     SavedResources,
-    /// The private singleton of bookmarks and reading progress (`ReadingState`).
+    /// The private singleton of bookmarks and reading progress ([`ReadingState`]).
     ReadingState,
 }
 
@@ -85,7 +125,7 @@ impl DocType {
     }
 
     /// Whether this type is a per-account singleton: one document per account, at a derived id
-    /// (`singleton_doc_id`), starting from a fixed genesis change (`genesis_doc`).
+    /// ([`singleton_doc_id`]), starting from a fixed genesis change ([`genesis_doc`]).
     pub fn is_singleton(self) -> bool {
         matches!(
             self,
@@ -128,7 +168,7 @@ pub enum DocumentError {
         length: usize,
     },
     /// The document indexes text by another unit than Unicode scalar values, so positions given
-    /// to it would be misread; build documents with `new_doc` / `load_doc`.
+    /// to it would be misread; build documents with [`new_doc`] / [`load_doc`].
     #[error("the document indexes text by {0}, not by Unicode scalar value")]
     TextEncoding(String),
     /// The operation needs a singleton document type and got another one.
