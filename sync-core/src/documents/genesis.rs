@@ -19,13 +19,21 @@
 //! elsewhere; receiving the genesis change again is a no-op.
 //!
 //! The genesis content is frozen for schema 1. It does not follow [`super::SCHEMA_VERSION`]: a
-//! later schema migrates with ordinary changes on top. The tests pin each genesis hash.
+//! later schema migrates with ordinary changes on top. The tests pin each genesis hash. (A build
+//! whose genesis differed would not merely diverge: Automerge refuses a second, different change
+//! with the same actor and sequence number, `DuplicateSeqNumber`, so its changes could not be
+//! applied at all.)
+//!
+//! Because every device makes the genesis change itself, it never needs to travel: export a
+//! singleton's changes with `doc.get_changes(&[genesis_hash(kind)?])`. (Uploading it from several
+//! devices would also collide on the server: the same envelope id, from the same change hash,
+//! with differently sealed bytes.)
 //!
 //! A singleton's document id is derived, not random, so every device of the account finds the
 //! same document without coordination ([`singleton_doc_id`]).
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ObjType, ROOT, ScalarValue};
+use automerge::{ActorId, AutoCommit, ChangeHash, ObjType, ROOT, ScalarValue};
 use haven_protocol::{Bytes, DocId};
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
@@ -68,6 +76,15 @@ pub fn genesis_doc(kind: DocType) -> Result<AutoCommit, DocumentError> {
     }
     doc.commit_with(CommitOptions::default().with_time(0));
     Ok(doc)
+}
+
+/// The hash of a singleton type's genesis change, the one change every copy starts from.
+pub fn genesis_hash(kind: DocType) -> Result<ChangeHash, DocumentError> {
+    let mut doc = genesis_doc(kind)?;
+    doc.get_heads()
+        .first()
+        .copied()
+        .ok_or_else(|| DocumentError::Automerge("the genesis change was not committed".into()))
 }
 
 /// The document id of a singleton: the first 16 bytes of
@@ -138,6 +155,14 @@ mod tests {
             assert_eq!(change.timestamp(), 0);
             assert_eq!(change.message(), None);
             assert_eq!(change.hash().to_string(), hash, "genesis hash of {kind}");
+            assert_eq!(genesis_hash(kind).unwrap(), change.hash());
+            // Exporting after the genesis change leaves only the devices' own changes.
+            let mut index = JournalIndexDoc::new(&device(1)).unwrap();
+            index.add_entry(&Bytes([1; 16]), 1, 1).unwrap();
+            let genesis = genesis_hash(DocType::JournalIndex).unwrap();
+            let own = index.doc_mut().get_changes(&[genesis]);
+            assert_eq!(own.len(), 1);
+            assert_eq!(own[0].actor_id(), &ActorId::from([1u8; 16]));
         }
     }
 

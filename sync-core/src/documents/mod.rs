@@ -40,7 +40,7 @@ use automerge::transaction::Transactable;
 use automerge::{AutomergeError, ReadDoc, TextEncoding};
 
 pub use article::Article;
-pub use genesis::{GENESIS_ACTOR, genesis_doc, singleton_doc_id};
+pub use genesis::{GENESIS_ACTOR, genesis_doc, genesis_hash, singleton_doc_id};
 pub use handle::{ChangeInfo, DocHandle, SingletonDocument, actor_for_device, load_doc, new_doc};
 pub use journal_entry::{
     EXCERPT_CHARS, JournalEntry, JournalEntryDoc, JournalSummary, MAX_MOOD_CHARS, MAX_TAG_CHARS,
