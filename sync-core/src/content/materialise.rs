@@ -89,6 +89,14 @@ impl PublicContent {
                     ResourceList::hydrate(doc).map(|l| resource_lists.push((*doc_id, l)))
                 }
                 DocType::Manifest => Manifest::hydrate(doc).map(|m| manifests.push((*doc_id, m))),
+                // A private document type has no business in the public space.
+                DocType::JournalEntry
+                | DocType::JournalIndex
+                | DocType::SavedResources
+                | DocType::ReadingState => Err(DocumentError::Invalid {
+                    field: "type".to_owned(),
+                    reason: format!("`{kind}` is a private document type, not public content"),
+                }),
             });
             if let Err(error) = read {
                 unreadable.push(UnreadableDocument {

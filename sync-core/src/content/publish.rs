@@ -334,7 +334,11 @@ fn summarise(doc: &Automerge) -> Option<(DocType, String)> {
         DocType::ResourceList => ResourceList::hydrate(doc)
             .ok()
             .map(|list| (DocType::ResourceList, list.slug)),
-        DocType::Manifest => None,
+        DocType::Manifest
+        | DocType::JournalEntry
+        | DocType::JournalIndex
+        | DocType::SavedResources
+        | DocType::ReadingState => None,
     }
 }
 

@@ -28,6 +28,15 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
         }
     }
 
+    /// The map `obj` of `doc`, named `path` in errors.
+    pub(crate) fn at(doc: &'a D, obj: ObjId, path: &str) -> Self {
+        Self {
+            doc,
+            obj,
+            path: path.to_owned(),
+        }
+    }
+
     /// The path of `key` in this map, as errors name it.
     pub(crate) fn field(&self, key: &str) -> String {
         if self.path.is_empty() {
@@ -111,10 +120,55 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
         }
     }
 
+    /// Every timestamp the key holds. Concurrent writes to one key survive a merge as a
+    /// conflict; documents whose timestamps must not depend on Automerge's winner (which is
+    /// decided by op id, not by time) resolve them with [`Self::latest_timestamp`] or
+    /// [`Self::earliest_timestamp`].
+    fn timestamps(&self, key: &str) -> Result<Vec<i64>, DocumentError> {
+        let values = self.doc.get_all(&self.obj, key)?;
+        if values.is_empty() {
+            return Err(DocumentError::Missing {
+                field: self.field(key),
+            });
+        }
+        values
+            .iter()
+            .map(|(value, _)| match value {
+                Value::Scalar(scalar) => match scalar.as_ref() {
+                    ScalarValue::Timestamp(millis) | ScalarValue::Int(millis) => Ok(*millis),
+                    _ => Err(self.wrong_type(key, "a timestamp")),
+                },
+                Value::Object(_) => Err(self.wrong_type(key, "a timestamp")),
+            })
+            .collect()
+    }
+
+    /// The greatest of the key's (possibly conflicting) timestamps.
+    pub(crate) fn latest_timestamp(&self, key: &str) -> Result<i64, DocumentError> {
+        let all = self.timestamps(key)?;
+        Ok(all.into_iter().max().unwrap_or_default())
+    }
+
+    /// The least of the key's (possibly conflicting) timestamps.
+    pub(crate) fn earliest_timestamp(&self, key: &str) -> Result<i64, DocumentError> {
+        let all = self.timestamps(key)?;
+        Ok(all.into_iter().min().unwrap_or_default())
+    }
+
     /// The content of a Text object.
     pub(crate) fn text(&self, key: &str) -> Result<String, DocumentError> {
-        let id = self.object(key, ObjType::Text, "a text object")?;
+        let id = self.text_id(key)?;
         Ok(self.doc.text(&id)?)
+    }
+
+    /// The id of the Text object under `key`.
+    pub(crate) fn text_id(&self, key: &str) -> Result<ObjId, DocumentError> {
+        self.object(key, ObjType::Text, "a text object")
+    }
+
+    /// The id of this map, for writing into it.
+    pub(crate) fn id(&self) -> &ObjId {
+        &self.obj
     }
 
     /// A list of strings.
@@ -146,6 +200,29 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
             obj,
             path: self.field(key),
         })
+    }
+
+    /// Every map the key holds: more than one when devices wrote a fresh map under the same key
+    /// concurrently (a conflict Automerge keeps until the next write), in Automerge's order (the
+    /// default winner last).
+    pub(crate) fn maps_all(&self, key: &str) -> Result<Vec<Self>, DocumentError> {
+        let values = self.doc.get_all(&self.obj, key)?;
+        if values.is_empty() {
+            return Err(DocumentError::Missing {
+                field: self.field(key),
+            });
+        }
+        values
+            .into_iter()
+            .map(|(value, obj)| match value {
+                Value::Object(ObjType::Map) => Ok(Self {
+                    doc: self.doc,
+                    obj,
+                    path: self.field(key),
+                }),
+                _ => Err(self.wrong_type(key, "a map")),
+            })
+            .collect()
     }
 
     /// A list whose items are all maps.
@@ -297,16 +374,62 @@ pub(crate) fn put_text<T: Transactable>(
         [(Value::Object(ObjType::Text), id)] => Some(id.clone()),
         _ => None,
     };
-    let text = match existing {
-        Some(id) => {
-            if tx.text(&id)? == value {
-                return Ok(());
-            }
-            id
+    match existing {
+        Some(id) => update_text(tx, &id, value),
+        None => {
+            let text = tx.put_object(obj, key, ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, value)
         }
-        None => tx.put_object(obj, key, ObjType::Text)?,
-    };
-    tx.update_text(&text, value)
+    }
+}
+
+/// Above this many changed characters (after trimming the common prefix and suffix), a text
+/// replacement is written as one splice of the changed middle rather than diffed.
+///
+/// Automerge's `update_text` runs Myers' diff without a deadline: O((N+M)·D) over grapheme
+/// clusters, so pasting a long, entirely different body would stall the calling (UI) thread for
+/// seconds. A middle this short diffs in well under a millisecond; beyond it, the user replaced a
+/// large block anyway, and a splice of that block merges just as safely: Automerge deletes only
+/// the characters this device saw, so concurrent insertions elsewhere (and inside the block)
+/// survive either way.
+pub(crate) const MAX_DIFF_CHARS: usize = 4096;
+
+/// Makes the Text object `text` hold `value` by the smallest edit: `update_text` (a Myers diff),
+/// so a replacement becomes inserts and deletes of just the changed characters and merges
+/// character-wise with concurrent edits. Writes nothing when the text is already `value`.
+///
+/// Assumes the document indexes text by Unicode scalar value (see [`super::TEXT_ENCODING`]).
+pub(crate) fn update_text<T: Transactable>(
+    tx: &mut T,
+    text: &ObjId,
+    value: &str,
+) -> Result<(), AutomergeError> {
+    let old = tx.text(text)?;
+    if old == value {
+        return Ok(());
+    }
+    let old_chars: Vec<char> = old.chars().collect();
+    let new_chars: Vec<char> = value.chars().collect();
+    let prefix = old_chars
+        .iter()
+        .zip(&new_chars)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let suffix = old_chars[prefix..]
+        .iter()
+        .rev()
+        .zip(new_chars[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let old_middle = old_chars.len() - prefix - suffix;
+    let new_middle = &new_chars[prefix..new_chars.len() - suffix];
+    if old_middle + new_middle.len() <= MAX_DIFF_CHARS {
+        return tx.update_text(text, value);
+    }
+    let inserted: String = new_middle.iter().collect();
+    // `old_middle` is at most the text's length, far below isize::MAX.
+    let delete = isize::try_from(old_middle).unwrap_or(isize::MAX);
+    tx.splice_text(text, prefix, delete, &inserted)
 }
 
 /// Replaces a list of strings, only when it differs.
@@ -322,6 +445,82 @@ pub(crate) fn put_str_list<T: Transactable>(
     let list = tx.put_object(obj, key, ObjType::List)?;
     for (index, value) in values.iter().enumerate() {
         tx.insert(&list, index, value.as_str())?;
+    }
+    Ok(())
+}
+
+/// Above this many cells (old length × new length), [`reconcile_str_list`] replaces the list
+/// instead of aligning it, so a list bloated by a malformed or hostile document cannot make the
+/// alignment quadratic in memory.
+const MAX_LIST_ALIGNMENT_CELLS: usize = 1 << 16;
+
+/// Makes the list of strings under `key` equal to `values` by editing it in place: items both
+/// lists share (a longest common subsequence) are kept, the others deleted or inserted. Unlike
+/// [`put_str_list`], concurrent edits on two devices then merge item-wise (one adds a tag, the
+/// other removes another: both happen) instead of one device's whole list winning.
+pub(crate) fn reconcile_str_list<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    values: &[String],
+) -> Result<(), AutomergeError> {
+    let list = match tx.get_all(obj, key)?.as_slice() {
+        [(Value::Object(ObjType::List), id)] => id.clone(),
+        _ => return put_str_list(tx, obj, key, values),
+    };
+    let mut old: Vec<Option<String>> = Vec::with_capacity(tx.length(&list));
+    for index in 0..tx.length(&list) {
+        old.push(match tx.get(&list, index)? {
+            Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
+                ScalarValue::Str(text) => Some(text.to_string()),
+                _ => None,
+            },
+            _ => None,
+        });
+    }
+    if old
+        .iter()
+        .map(|item| item.as_deref())
+        .eq(values.iter().map(|value| Some(value.as_str())))
+    {
+        return Ok(());
+    }
+    if old.len().saturating_mul(values.len()) > MAX_LIST_ALIGNMENT_CELLS {
+        let list = tx.put_object(obj, key, ObjType::List)?;
+        for (index, value) in values.iter().enumerate() {
+            tx.insert(&list, index, value.as_str())?;
+        }
+        return Ok(());
+    }
+    // lcs[i][j]: length of the longest common subsequence of old[i..] and values[j..].
+    let width = values.len() + 1;
+    let mut lcs = vec![0usize; (old.len() + 1) * width];
+    for i in (0..old.len()).rev() {
+        for j in (0..values.len()).rev() {
+            lcs[i * width + j] = if old[i].as_deref() == Some(values[j].as_str()) {
+                lcs[(i + 1) * width + j + 1] + 1
+            } else {
+                lcs[(i + 1) * width + j].max(lcs[i * width + j + 1])
+            };
+        }
+    }
+    // Walk the table forwards, editing at `pos`, the index in the list as edited so far.
+    let (mut i, mut j, mut pos) = (0, 0, 0);
+    while i < old.len() || j < values.len() {
+        if i < old.len() && j < values.len() && old[i].as_deref() == Some(values[j].as_str()) {
+            i += 1;
+            j += 1;
+            pos += 1;
+        } else if j < values.len()
+            && (i == old.len() || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j])
+        {
+            tx.insert(&list, pos, values[j].as_str())?;
+            j += 1;
+            pos += 1;
+        } else {
+            tx.delete(&list, pos)?;
+            i += 1;
+        }
     }
     Ok(())
 }
@@ -433,4 +632,66 @@ fn current_str_list<T: ReadDoc>(
         }
     }
     Ok(Some(values))
+}
+
+/// Parses a map key that holds an id: only the canonical lowercase hex form, so one id has
+/// exactly one key.
+pub(crate) fn parse_id_key<const N: usize>(key: &str) -> Option<haven_protocol::Bytes<N>> {
+    haven_protocol::Bytes::<N>::from_hex(key).filter(|id| id.to_hex() == key)
+}
+
+/// A slug (`[a-z0-9-]`, 1 to 100 characters), as public content names articles and lists.
+pub(crate) fn is_slug(text: &str) -> bool {
+    (1..=100).contains(&text.len())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+}
+
+/// Rejects a value longer than `max` characters (Unicode scalar values).
+pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), DocumentError> {
+    let count = value.chars().count();
+    if count > max {
+        return Err(DocumentError::Invalid {
+            field: field.to_owned(),
+            reason: format!("{count} characters, at most {max} allowed"),
+        });
+    }
+    Ok(())
+}
+
+/// Item-level problems met while reading a collection. A strict read stops at the first one; a
+/// lossy read skips the item and keeps going, so one bad item (written by a buggy or newer client)
+/// cannot hide everything else in a singleton.
+pub(crate) struct Issues {
+    lossy: bool,
+    found: Vec<DocumentError>,
+}
+
+impl Issues {
+    pub(crate) fn new(lossy: bool) -> Self {
+        Self {
+            lossy,
+            found: Vec::new(),
+        }
+    }
+
+    /// The item, `None` if it is skipped, or the error of a strict read.
+    pub(crate) fn take<T>(
+        &mut self,
+        result: Result<T, DocumentError>,
+    ) -> Result<Option<T>, DocumentError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if self.lossy => {
+                self.found.push(error);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    pub(crate) fn into_found(self) -> Vec<DocumentError> {
+        self.found
+    }
 }

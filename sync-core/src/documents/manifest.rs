@@ -126,7 +126,7 @@ impl ManifestEntry {
 
 /// Only the canonical lowercase hex form, so one document has exactly one key.
 fn parse_doc_id(key: &str) -> Option<DocId> {
-    DocId::from_hex(key).filter(|id| id.to_hex() == key)
+    fields::parse_id_key(key)
 }
 
 #[cfg(test)]
