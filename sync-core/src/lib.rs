@@ -21,3 +21,4 @@ pub mod crypto;
 pub mod documents;
 pub mod env;
 pub mod local_store;
+pub mod remote;
