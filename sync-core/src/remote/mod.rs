@@ -6,10 +6,9 @@ use std::fmt;
 
 use async_trait::async_trait;
 use haven_protocol::api::{
-    AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest,
-    DevicesResponse, KeyBundle, LinkCreated, LinkPayload, PreloginResponse, PullResponse,
-    PushResponse, RecoveryRequest, RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest,
-    SessionResponse,
+    AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, DevicesResponse,
+    KeyBundle, LinkCreated, LinkPayload, PreloginResponse, PullResponse, PushResponse,
+    RecoveryRequest, RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest, SessionResponse,
 };
 use haven_protocol::{DeviceId, Envelope, EnvelopeId, ErrorBody, ErrorCode, HexId, SpaceId};
 
@@ -40,6 +39,10 @@ pub enum RemoteError {
     /// An answer that is not the contract's (a proxy page, a truncated body).
     #[error("unexpected answer: {reason}")]
     Decode { reason: String },
+    /// The client is misconfigured (a base URL that is not http(s), a header value that cannot
+    /// be sent); nothing was sent, and retrying will not help.
+    #[error("invalid client configuration: {reason}")]
+    Config { reason: String },
 }
 
 impl RemoteError {
@@ -56,7 +59,7 @@ impl RemoteError {
         match self {
             Self::Server { body, .. } => body.error.retryable,
             Self::Network { .. } | Self::Timeout => true,
-            Self::Decode { .. } => false,
+            Self::Decode { .. } | Self::Config { .. } => false,
         }
     }
 
