@@ -7,6 +7,8 @@
 //! - [`content`]: public content: parsing a content directory, the Ed25519 content key, planning
 //!   a publish as signed envelopes, verifying public envelopes and materialising what they hold.
 //! - [`local_store`]: the encrypted on-device store (redb), its platform key store and panic wipe.
+//! - [`remote`]: the v1 server API as a trait; with feature `transport`, its HTTPS + WebSocket
+//!   client (the one part of this crate that does network I/O).
 //!
 //! Everything here is sans-I/O and deterministic: time and randomness are passed in, so that
 //! a publish is reproducible and the logic can be property-tested. The few functions that touch

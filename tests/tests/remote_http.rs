@@ -723,11 +723,45 @@ async fn a_server_that_is_down_is_a_retryable_network_error() {
         .unwrap_err();
     assert!(matches!(error, RemoteError::Network { .. }), "{error:?}");
     assert!(error.retryable());
+    // Reasons never carry the URL (a link mailbox id in a path is a capability).
+    let link = haven_protocol::HexId([0xcd; 16]);
+    let error = bounded("take_link", api.take_link(&link))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RemoteError::Network { .. }), "{error:?}");
+    assert!(!error.to_string().contains(&link.to_string()), "{error}");
     let error = bounded("live", api.live(None, &SpaceId::Public))
         .await
         .unwrap_err();
     assert!(matches!(error, RemoteError::Network { .. }), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_server_that_does_not_speak_it_is_a_network_error() {
+    // Also proves that both TLS stacks (reqwest's and tungstenite's) build their rustls
+    // configuration with the crypto provider of this build, instead of panicking.
+    // A plain HTTP server that answers at once, without waiting for a request it can read.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    let https = format!("https://{addr}");
+    let api = HttpRemote::new(&https, options()).unwrap();
+    let error = bounded("prelogin", api.prelogin("someone"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RemoteError::Network { .. }), "{error:?}");
+    let error = bounded("live", api.live(None, &SpaceId::Public))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RemoteError::Network { .. }), "{error:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

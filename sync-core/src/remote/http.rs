@@ -87,7 +87,8 @@ pub struct HttpOptions {
     /// A live feed that hears nothing (no head, no ping) for this long is considered dead and
     /// ends with `LiveEnded::Network`. The server pings every 30 s; default 75 s, so one lost
     /// ping is tolerated. This catches a peer that vanished without a FIN (a phone that changed
-    /// networks), which TCP alone may not notice for many minutes.
+    /// networks), which TCP alone may not notice for many minutes. It must exceed the server's
+    /// ping interval (`--ping-secs`), or healthy feeds end and reconnect.
     pub live_idle_timeout: Duration,
 }
 
