@@ -229,7 +229,11 @@ impl HttpRemote {
                 }),
             }
         } else {
-            let body = read_capped(response, MAX_ERROR_BODY_BYTES).await?;
+            // The status is what matters; a body that fails to arrive leaves a synthesized one.
+            let body = read_capped(response, MAX_ERROR_BODY_BYTES)
+                .await
+                .ok()
+                .flatten();
             Err(server_error(status.as_u16(), body.as_deref(), retry_after))
         }
     }
