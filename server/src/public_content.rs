@@ -1,15 +1,30 @@
-//! The public space's first content: on first start with an empty store, the sample articles and
-//! resource lists under `content/` are published, signed with the development content key, by the
-//! same `haven_core::content` code the publisher's CLI uses. A production deployment configures
-//! its own content keys, and then the development key's envelopes would be refused, so nothing
-//! is published.
+//! The public space's first content. On first start with an empty store, and only if the
+//! development content key is one of the configured content keys:
+//!
+//! 1. The bundle that the client library ships (`haven_core::content::BUNDLED_PUBLIC_CONTENT`,
+//!    built from `content/` with the development key), verified whole against that key, is
+//!    published verbatim. Devices start from that bundle with no network; when they pull, they
+//!    must find the very same changes here, because every publish from one key writes as one
+//!    Automerge actor and two different first publications would conflict (see
+//!    `haven_core::content::PublicBundle`).
+//! 2. If the content directory (`--content-dir`, default `content/`) holds more than the bundle,
+//!    the publish that brings the space to it, planned on top of the bundle and signed with the
+//!    development key, follows. It is stamped with the content's own latest date, as
+//!    `haven content bundle` stamps bundles, so the public log depends on the content alone and
+//!    equals what `haven content bundle` appends to the bundle for the same directory.
+//!
+//! Both go through `SpaceService::push`, the path every client write takes. A production
+//! deployment configures its own content keys; the development key's envelopes would be refused
+//! there, so nothing is published, and its publisher pushes its own bundle with its own key.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use ed25519_dalek::VerifyingKey;
-use haven_core::content::{ContentKey, ContentSet, plan_publish};
-use haven_protocol::SpaceId;
+use haven_core::content::{
+    BUNDLED_PUBLIC_CONTENT, ContentKey, ContentSet, PublicBundle, plan_publish,
+};
+use haven_protocol::{Envelope, SpaceId};
 
 use crate::app::AppState;
 
@@ -41,8 +56,8 @@ fn default_content_dir() -> PathBuf {
     }
 }
 
-/// Publishes the sample content when the public space is empty and the development key is one
-/// of the configured content keys.
+/// Publishes the bundled content, then whatever the content directory adds to it, when the
+/// public space is empty and the development key is one of the configured content keys.
 pub async fn publish_sample_if_empty(state: &AppState, dir: Option<&Path>) -> anyhow::Result<()> {
     if state.store.head(&SpaceId::Public).await? > 0 {
         return Ok(());
@@ -54,31 +69,67 @@ pub async fn publish_sample_if_empty(state: &AppState, dir: Option<&Path>) -> an
         );
         return Ok(());
     }
+    let bundle = PublicBundle::from_bytes(BUNDLED_PUBLIC_CONTENT)
+        .and_then(|bundle| bundle.verify(&[key.verifying_key()]).map(|_| bundle))
+        .context("the public content bundled in haven-core")?;
+    let bundled = bundle.envelopes.len();
+
     let dir = dir.map_or_else(default_content_dir, Path::to_path_buf);
-    if !dir.join("articles").is_dir() && !dir.join("resources").is_dir() {
-        tracing::warn!(dir = %dir.display(), "no sample content found; the public space stays empty");
-        return Ok(());
-    }
-    let content = ContentSet::load_dir(&dir)
-        .with_context(|| format!("reading the sample content in {}", dir.display()))?;
-    let now_ms = i64::try_from(state.clock.now().saturating_mul(1000)).unwrap_or(i64::MAX);
-    let plan = plan_publish(&key, &[], &content, now_ms).context("planning the sample content")?;
-    let count = plan.envelopes.len();
-    let answer = state
-        .spaces
-        .push(&SpaceId::Public, plan.envelopes)
-        .await
-        .map_err(|error| anyhow::anyhow!("publishing the sample content: {:?}", error.body()))?;
-    if let Some(error) = answer.errors.first() {
-        bail!(
-            "the sample content was refused: {} ({:?})",
-            error.message,
-            error.code
-        );
-    }
+    let increment = if dir.join("articles").is_dir() || dir.join("resources").is_dir() {
+        let content = ContentSet::load_dir(&dir)
+            .with_context(|| format!("reading the sample content in {}", dir.display()))?;
+        plan_publish(
+            &key,
+            &bundle.sequenced(),
+            &content,
+            content.latest_update_ms(),
+        )
+        .with_context(|| format!("planning the sample content in {}", dir.display()))?
+        .envelopes
+    } else {
+        tracing::info!(dir = %dir.display(), "no content directory; publishing the bundled content only");
+        Vec::new()
+    };
+    let added = increment.len();
+
+    let mut envelopes = bundle.envelopes;
+    envelopes.extend(increment);
+    push_all(state, envelopes).await?;
     tracing::info!(
-        envelopes = count,
-        "published the sample content with the development key"
+        bundled,
+        added,
+        "published the bundled sample content with the development key"
     );
+    Ok(())
+}
+
+/// Pushes `envelopes` in order, in batches the space service accepts, and fails on any refusal.
+async fn push_all(state: &AppState, envelopes: Vec<Envelope>) -> anyhow::Result<()> {
+    let batch = state.spaces.limits().max_batch.max(1);
+    let mut envelopes = envelopes.into_iter().peekable();
+    while envelopes.peek().is_some() {
+        let chunk: Vec<Envelope> = envelopes.by_ref().take(batch).collect();
+        let count = chunk.len();
+        let answer = state
+            .spaces
+            .push(&SpaceId::Public, chunk)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!("publishing the sample content: {:?}", error.body())
+            })?;
+        if let Some(error) = answer.errors.first() {
+            bail!(
+                "the sample content was refused: {} ({:?})",
+                error.message,
+                error.code
+            );
+        }
+        if answer.acks.len() != count {
+            bail!(
+                "the sample content was not fully stored: {} of {count} envelopes acknowledged",
+                answer.acks.len()
+            );
+        }
+    }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! End to end over the real `haven-server` binary on loopback: first start publishes the signed
-//! sample content, a client registers, logs in, pushes, pulls and sees a live head, SIGTERM stops
+//! sample content (exactly the bundle the client library ships), a client registers, logs in, pushes, pulls and sees a live head, SIGTERM stops
 //! the server cleanly, and a restart on the same data directory serves the same log.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -143,6 +143,16 @@ async fn a_newcomer_session_over_the_real_binary() {
                 .envelope
         })
         .collect();
+    // content/ is unchanged since the bundle was built, so the server published exactly the
+    // bundle that the client library ships: the same envelopes, in the same order.
+    let bundle =
+        haven_core::content::PublicBundle::from_bytes(haven_core::content::BUNDLED_PUBLIC_CONTENT)
+            .unwrap();
+    let ids = |envelopes: &[haven_protocol::Envelope]| -> Vec<_> {
+        envelopes.iter().map(|envelope| envelope.id).collect()
+    };
+    assert_eq!(ids(&envelopes), ids(&bundle.envelopes));
+    assert_eq!(envelopes, bundle.envelopes);
     let content = haven_core::content::PublicContent::from_envelopes(envelopes.iter(), &[pinned]);
     assert!(
         content

@@ -57,11 +57,18 @@ pub(crate) fn parse_rfc3339_ms(text: &str) -> Result<i64, &'static str> {
 
 /// Checks a calendar date `YYYY-MM-DD` (a real day of a real month).
 pub(crate) fn validate_date(text: &str) -> Result<(), &'static str> {
+    parse_date_ms(text).map(|_| ())
+}
+
+/// Parses a calendar date `YYYY-MM-DD` into the milliseconds since the Unix epoch of its first
+/// instant in UTC.
+pub(crate) fn parse_date_ms(text: &str) -> Result<i64, &'static str> {
     let bytes = text.as_bytes();
     if bytes.len() != 10 {
         return Err("expected a date such as 2025-01-15");
     }
-    parse_date_prefix(bytes).map(|_| ())
+    let (year, month, day) = parse_date_prefix(bytes)?;
+    Ok(days_from_civil(year, month, day) * DAY_MS)
 }
 
 fn parse_date_prefix(bytes: &[u8]) -> Result<(i64, i64, i64), &'static str> {
@@ -167,6 +174,11 @@ mod tests {
 
     #[test]
     fn validates_dates() {
+        assert_eq!(parse_date_ms("1970-01-02"), Ok(DAY_MS));
+        assert_eq!(
+            parse_date_ms("2024-05-01"),
+            parse_rfc3339_ms("2024-05-01T00:00:00Z")
+        );
         assert_eq!(validate_date("2025-01-15"), Ok(()));
         assert_eq!(validate_date("2024-02-29"), Ok(()));
         for bad in [

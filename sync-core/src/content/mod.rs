@@ -8,10 +8,15 @@
 //!    public space, applies the content to them, and returns the signed envelopes to push: one per
 //!    changed document, then one for the manifest. It is pure and deterministic.
 //!
+//! The client library ships the first publication of the sample content as a [`PublicBundle`]
+//! ([`BUNDLED_PUBLIC_CONTENT`]), so that hotlines work at first launch with no network; servers
+//! publish exactly its envelopes first (see the [`PublicBundle`] docs for why).
+//!
 //! On devices, [`verify_public_envelope`] checks each pulled envelope against the pinned content
 //! keys, [`PublicContent::from_envelopes`] materialises what they hold, and [`ManifestGuard`]
 //! refuses a manifest whose version goes backwards.
 
+mod bundle;
 mod datetime;
 mod key;
 mod materialise;
@@ -24,6 +29,10 @@ use haven_protocol::{DocId, EnvelopeError};
 
 use crate::documents::{DocType, DocumentError};
 
+pub use bundle::{
+    BUNDLE_MAGIC, BUNDLED_PUBLIC_CONTENT, BundleError, MAX_BUNDLE_BYTES, MAX_BUNDLE_ENVELOPES,
+    MAX_RECORD_BYTES, PublicBundle, bundled_dev_content_key,
+};
 pub use ed25519_dalek::VerifyingKey;
 pub use key::{ContentKey, KEY_FILE_KIND, KeyError, parse_public_key};
 pub use materialise::{PublicContent, RejectedEnvelope, UnreadableDocument};

@@ -10,7 +10,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use super::ContentError;
-use super::datetime::{parse_rfc3339_ms, validate_date};
+use super::datetime::{parse_date_ms, parse_rfc3339_ms, validate_date};
 use crate::documents::{Article, Resource, ResourceList};
 
 /// Words per minute used for `reading_minutes`.
@@ -50,6 +50,25 @@ impl ContentSet {
                 .map(|(file, text)| parse_resource_list(file, text))
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// The latest date the content states: the latest article `updated_at` or resource
+    /// `verified_at` (a date counts from its first instant, UTC), or 0 if there is neither.
+    ///
+    /// Deterministic publishes (`haven content bundle`, the server's sample content) are stamped
+    /// with this instead of the wall clock, so that their envelopes are a function of the content
+    /// alone: rebuilding unchanged content gives the same bytes. Editors bump `updated_at` (or
+    /// `verified_at`) with each substantive edit, so the stamp still says when content changed.
+    pub fn latest_update_ms(&self) -> i64 {
+        let articles = self.articles.iter().map(|article| article.updated_at);
+        // Entries parsed by `load_dir` always have a valid date; a hand-built set might not, and
+        // an unreadable date then simply does not count.
+        let resources = self
+            .resource_lists
+            .iter()
+            .flat_map(|list| &list.resources)
+            .filter_map(|resource| parse_date_ms(&resource.verified_at).ok());
+        articles.chain(resources).max().unwrap_or(0)
     }
 }
 
@@ -707,6 +726,27 @@ verified_at = "2025-01-15"
         );
         let error = parse_resource_list(file, &unknown).unwrap_err().to_string();
         assert!(error.contains(file) && error.contains("email"), "{error}");
+    }
+
+    #[test]
+    fn latest_update_takes_articles_and_resources() {
+        let article = parse_article("articles/what-is-consent.md", ARTICLE).unwrap();
+        let list = parse_resource_list("resources/us.toml", RESOURCES).unwrap();
+        assert_eq!(ContentSet::default().latest_update_ms(), 0);
+        let articles_only = ContentSet {
+            articles: vec![article.clone()],
+            resource_lists: Vec::new(),
+        };
+        assert_eq!(articles_only.latest_update_ms(), article.updated_at);
+        // The resources were verified on 2025-01-15, after the article's 2024-05-02 update.
+        let both = ContentSet {
+            articles: vec![article],
+            resource_lists: vec![list],
+        };
+        assert_eq!(
+            both.latest_update_ms(),
+            parse_rfc3339_ms("2025-01-15T00:00:00Z").unwrap()
+        );
     }
 
     #[test]

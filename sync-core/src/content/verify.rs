@@ -37,6 +37,22 @@ pub fn verify_public_envelope(
     envelope: &Envelope,
     pinned: &[VerifyingKey],
 ) -> Result<Change, VerifyError> {
+    check_signature(envelope, pinned)?;
+    let change =
+        Change::from_bytes(envelope.body.0.clone()).map_err(|_| VerifyError::MalformedChange)?;
+    if change.hash().0 != envelope.id.0 {
+        return Err(VerifyError::IdMismatch);
+    }
+    Ok(change)
+}
+
+/// The cheap half of [`verify_public_envelope`]: shape, kind and signature, without parsing the
+/// body. Parsing an Automerge change costs far more than checking a signature, so a whole bundle
+/// is checked this way first, and no byte of a bundle with a bad signature is parsed.
+pub(crate) fn check_signature(
+    envelope: &Envelope,
+    pinned: &[VerifyingKey],
+) -> Result<(), VerifyError> {
     envelope.validate(&SpaceId::Public, &EnvelopeLimits::default())?;
     if envelope.kind != Kind::Change {
         return Err(VerifyError::UnsupportedKind(envelope.kind.as_str()));
@@ -54,12 +70,7 @@ pub fn verify_public_envelope(
     {
         return Err(VerifyError::BadSignature);
     }
-    let change =
-        Change::from_bytes(envelope.body.0.clone()).map_err(|_| VerifyError::MalformedChange)?;
-    if change.hash().0 != envelope.id.0 {
-        return Err(VerifyError::IdMismatch);
-    }
-    Ok(change)
+    Ok(())
 }
 
 /// Remembers the highest manifest version a device accepted and refuses one that goes backwards,
