@@ -18,9 +18,12 @@
 #[cfg(all(feature = "insecure-fast-kdf", not(debug_assertions)))]
 compile_error!("the `insecure-fast-kdf` feature is for debug test builds only; never ship it");
 
+pub mod client;
 pub mod content;
 pub mod crypto;
 pub mod documents;
 pub mod env;
 pub mod local_store;
 pub mod remote;
+
+pub use client::{Haven, HavenConfig, HavenError, HavenResult};

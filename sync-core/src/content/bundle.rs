@@ -71,17 +71,21 @@ pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024 + 1024;
 /// own content key ships its own bundle (built the same way with that key) and pins that key.
 pub const BUNDLED_PUBLIC_CONTENT: &[u8] = include_bytes!("../../assets/public-content.bundle");
 
-/// The development content key file. Its secret is public by design (it is committed); only its
-/// public half is used here.
-const DEV_CONTENT_KEY_JSON: &str = include_str!("../../../content/dev-content-key.json");
+/// The public half of `content/dev-content-key.json`, written out so that the library never
+/// carries the development key's secret (the test `the_dev_public_key_matches_the_key_file` keeps
+/// the two in step).
+const DEV_CONTENT_PUBLIC_KEY: [u8; 32] = [
+    0xcf, 0x82, 0xf6, 0xc6, 0x9b, 0xa3, 0x8f, 0x0a, 0xe6, 0x7a, 0x2c, 0x92, 0xac, 0x74, 0x00, 0x78,
+    0xfb, 0xd2, 0xb5, 0x59, 0xc8, 0x56, 0xe2, 0xe6, 0x9b, 0x94, 0x53, 0x40, 0x29, 0xc3, 0x14, 0x81,
+];
 
 /// The public half of the development content key that signs [`BUNDLED_PUBLIC_CONTENT`]: the
 /// key a development build pins. Never pin it in production: anyone can sign with it.
 pub fn bundled_dev_content_key() -> VerifyingKey {
-    match ContentKey::from_json(DEV_CONTENT_KEY_JSON) {
-        Ok(key) => key.verifying_key(),
-        // The file is compiled in; the test `the_dev_key_file_parses` proves it parses.
-        Err(error) => unreachable!("the committed development content key is invalid: {error}"),
+    match VerifyingKey::from_bytes(&DEV_CONTENT_PUBLIC_KEY) {
+        Ok(key) => key,
+        // A constant; the test `the_dev_public_key_matches_the_key_file` proves it is a key.
+        Err(error) => unreachable!("the development content key constant is invalid: {error}"),
     }
 }
 
@@ -392,8 +396,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_dev_key_file_parses() {
-        let key = ContentKey::from_json(DEV_CONTENT_KEY_JSON).unwrap();
+    fn the_dev_public_key_matches_the_key_file() {
+        let file = include_str!("../../../content/dev-content-key.json");
+        let key = ContentKey::from_json(file).unwrap();
         assert_eq!(bundled_dev_content_key(), key.verifying_key());
     }
 

@@ -65,8 +65,8 @@ pub use envelope::{
     OpenError, PrivateHeader, envelope_id, open_private, seal_private, sorted_hashes_content,
 };
 pub use keys::{
-    AccountConstants, AuthSecret, DeviceKeys, DevicePublicKeys, EpochKey, EpochKeyring, Kek,
-    RecoveryAuth, RootKey,
+    AccountConstants, AuthSecret, DEVICE_KEYS_LEN, DeviceKeys, DevicePublicKeys, EpochKey,
+    EpochKeyring, Kek, RecoveryAuth, RootKey,
 };
 pub use password::{
     PasswordKeys, WeakPassword, check_password_strength, derive_password_keys, kdf_params_allowed,

@@ -147,3 +147,93 @@ pub trait ServerApi: Send + Sync + fmt::Debug {
         space: &SpaceId,
     ) -> Result<Box<dyn LiveHeads>, RemoteError>;
 }
+
+/// The `ServerApi` of a device with no server configured: every call answers `Network`, as when
+/// offline. Reading, editing and public content still work; nothing syncs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoServer;
+
+fn offline<T>() -> Result<T, RemoteError> {
+    Err(RemoteError::Network {
+        reason: "no server configured".into(),
+    })
+}
+
+#[async_trait]
+impl ServerApi for NoServer {
+    async fn prelogin(&self, _username: &str) -> Result<PreloginResponse, RemoteError> {
+        offline()
+    }
+    async fn create_account(
+        &self,
+        _: &CreateAccountRequest,
+    ) -> Result<CreateAccountResponse, RemoteError> {
+        offline()
+    }
+    async fn create_session(
+        &self,
+        _: &CreateSessionRequest,
+    ) -> Result<SessionResponse, RemoteError> {
+        offline()
+    }
+    async fn refresh_session(&self, _: &str) -> Result<SessionResponse, RemoteError> {
+        offline()
+    }
+    async fn delete_session(&self, _: &str) -> Result<(), RemoteError> {
+        offline()
+    }
+    async fn recover(&self, _: &RecoveryRequest) -> Result<RecoveryResponse, RemoteError> {
+        offline()
+    }
+    async fn reset_after_recovery(&self, _: &RecoveryResetRequest) -> Result<(), RemoteError> {
+        offline()
+    }
+    async fn devices(&self, _: &str) -> Result<DevicesResponse, RemoteError> {
+        offline()
+    }
+    async fn revoke_device(
+        &self,
+        _: &str,
+        _: &DeviceId,
+        _: &RevokeDeviceRequest,
+    ) -> Result<(), RemoteError> {
+        offline()
+    }
+    async fn create_link(&self) -> Result<LinkCreated, RemoteError> {
+        offline()
+    }
+    async fn put_link(&self, _: &str, _: &HexId, _: &LinkPayload) -> Result<(), RemoteError> {
+        offline()
+    }
+    async fn take_link(&self, _: &HexId) -> Result<Option<LinkPayload>, RemoteError> {
+        offline()
+    }
+    async fn get_keys(&self, _: &str) -> Result<KeyBundle, RemoteError> {
+        offline()
+    }
+    async fn put_keys(&self, _: &str, _: &KeyBundle) -> Result<(), RemoteError> {
+        offline()
+    }
+    async fn delete_account(&self, _: &str, _: &AuthProof) -> Result<(), RemoteError> {
+        offline()
+    }
+    async fn push(
+        &self,
+        _: Option<&str>,
+        _: &SpaceId,
+        _: &[Envelope],
+    ) -> Result<PushResponse, RemoteError> {
+        offline()
+    }
+    async fn pull(
+        &self,
+        _: Option<&str>,
+        _: &SpaceId,
+        _: PullCursor,
+    ) -> Result<PullResponse, RemoteError> {
+        offline()
+    }
+    async fn live(&self, _: Option<&str>, _: &SpaceId) -> Result<Box<dyn LiveHeads>, RemoteError> {
+        offline()
+    }
+}

@@ -1,0 +1,181 @@
+//! What the client keeps in its local store, record by record. Every record is encrypted by the
+//! store; these are the plaintext shapes (JSON, so a later version can add fields).
+
+use haven_protocol::{Blob, DeviceId, DocId, Envelope, EnvelopeId, HexId, SpaceId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::{HavenError, HavenResult};
+use crate::local_store::{LocalStore, Table, WriteBatch};
+
+/// Keys of the `Meta` table.
+pub(crate) const META_PROFILE: &[u8] = b"profile";
+/// Keys of the `Keys` table.
+pub(crate) const KEY_DEVICE: &[u8] = b"device";
+pub(crate) const KEY_ROOT: &[u8] = b"root";
+pub(crate) const KEY_BUNDLE: &[u8] = b"bundle";
+pub(crate) const KEY_SESSION: &[u8] = b"session";
+/// Key of the `Counters` table for the outbox's own order.
+pub(crate) const COUNTER_OUTBOX: &[u8] = b"outbox";
+
+/// Current format of [`ProfileMeta`].
+pub(crate) const PROFILE_FORMAT: u32 = 1;
+
+/// Who this profile is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ProfileMeta {
+    pub format: u32,
+    pub device_id: DeviceId,
+    pub account: Option<AccountMeta>,
+    /// The highest key-bundle version this device accepted (rollback protection).
+    pub bundle_min_version: u64,
+    /// The highest manifest version accepted (rollback protection for public content).
+    pub manifest_version: u64,
+    /// Set once the bundled public content was loaded into this profile.
+    pub bundled_content_loaded: bool,
+}
+
+/// The account this profile is logged in to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AccountMeta {
+    pub username: String,
+    pub user_id: HexId,
+    pub space: SpaceId,
+    /// Set when the server said this device was revoked or the account erased: syncing stops.
+    #[serde(default)]
+    pub cut_off: Option<CutOff>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CutOff {
+    DeviceRevoked,
+    AccountErased,
+}
+
+/// The session's tokens.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct SessionTokens {
+    pub access: String,
+    pub refresh: String,
+    /// Unix ms when the access token expires (per the server's `expires_in`).
+    pub access_expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for SessionTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTokens")
+            .field("access_expires_at_ms", &self.access_expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A document: which space it lives in, its type once known, and its last compacted save.
+/// Changes since that save live in `DocumentChanges` under the same key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DocRecord {
+    pub space: SpaceId,
+    pub doc_type: Option<String>,
+    pub saved: Blob,
+}
+
+/// A list-view summary, so that opening a profile reads no document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum SummaryRecord {
+    Journal {
+        title: String,
+        excerpt: String,
+        mood: Option<String>,
+        tags: Vec<String>,
+        created_at: i64,
+        updated_at: i64,
+    },
+    Article {
+        slug: String,
+        title: String,
+        summary: String,
+        tags: Vec<String>,
+        content_warnings: Vec<String>,
+        language: String,
+        published_at: i64,
+        updated_at: i64,
+        reading_minutes: u32,
+    },
+    ResourceList {
+        slug: String,
+        title: String,
+        region: String,
+        count: u32,
+    },
+}
+
+/// A sealed envelope waiting for the server's ack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OutboxRecord {
+    pub space: SpaceId,
+    /// Once pushed, the bytes never change (a retry must be identical), unless the key epoch
+    /// moved on and the server refused them.
+    pub attempted: bool,
+    pub envelope: Envelope,
+}
+
+/// Where the last pull of a space ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CursorRecord {
+    pub seq: u64,
+    pub id: Option<EnvelopeId>,
+    /// The server's head at the last pull.
+    pub head: u64,
+}
+
+/// The live envelopes of a document this device applied (or pushed and had acked): what a
+/// snapshot of it must cover.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SeenRecord {
+    pub live: Vec<(u64, EnvelopeId)>,
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> HavenResult<Vec<u8>> {
+    serde_json::to_vec(value)
+        .map_err(|error| HavenError::Protocol(format!("encoding a record: {error}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> HavenResult<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| HavenError::Protocol(format!("the stored {what} is unreadable: {error}")))
+}
+
+/// Reads and decodes one record.
+pub(crate) fn load<T: DeserializeOwned>(
+    store: &LocalStore,
+    table: Table,
+    key: &[u8],
+    what: &str,
+) -> HavenResult<Option<T>> {
+    match store.get(table, key)? {
+        Some(bytes) => decode(&bytes, what).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Adds an encoded record to a batch.
+pub(crate) fn put<T: Serialize>(
+    batch: &mut WriteBatch,
+    table: Table,
+    key: &[u8],
+    value: &T,
+) -> HavenResult<()> {
+    batch.put(table, key, &encode(value)?);
+    Ok(())
+}
+
+/// The key of a space's records (`Cursors`, `Counters`).
+pub(crate) fn space_key(space: &SpaceId) -> Vec<u8> {
+    space.name().into_bytes()
+}
+
+/// The key of a document's records.
+pub(crate) fn doc_key(doc: &DocId) -> &[u8] {
+    doc.as_ref()
+}

@@ -1,0 +1,1193 @@
+//! The device's replica: its documents, summaries, keys and outbox, with no network.
+//!
+//! Every local edit is one Automerge commit that goes, in the same durable store commit, into the
+//! document and into the outbox as a sealed envelope, so an edit is never only in memory and never
+//! only on the server. Pulled envelopes are verified or opened, applied in any order (Automerge
+//! queues missing dependencies), and committed together with the cursor that follows them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use automerge::{AutoCommit, Change};
+use ed25519_dalek::VerifyingKey;
+use haven_protocol::api::KeyBundle;
+use haven_protocol::{DeviceId, DocId, Envelope, EnvelopeId, Kind, SequencedEnvelope, SpaceId};
+
+use super::error::{HavenError, HavenResult};
+use super::records::{
+    self, COUNTER_OUTBOX, CursorRecord, DocRecord, KEY_BUNDLE, KEY_DEVICE, KEY_ROOT, META_PROFILE,
+    OutboxRecord, PROFILE_FORMAT, ProfileMeta, SeenRecord, SummaryRecord, doc_key, space_key,
+};
+use crate::content::{ManifestGuard, verify_public_envelope};
+use crate::crypto::{
+    BundleContents, DeviceKeys, OpenError, PrivateHeader, RootKey, envelope_id, open_private,
+    seal_private, sorted_hashes_content,
+};
+use crate::documents::{
+    Article, DocHandle, DocType, Document, JournalEntryDoc, JournalIndex, JournalIndexDoc,
+    Manifest, ResourceList, doc_type, genesis_doc, load_doc, new_doc, singleton_doc_id,
+};
+use crate::env::{Clock, Random, random_array};
+use crate::local_store::{LocalStore, Table, WriteBatch};
+
+/// Changes folded into a document's compacted save once this many accumulate.
+const COMPACT_AFTER_CHANGES: usize = 32;
+/// ... or once their bytes pass this.
+const COMPACT_AFTER_BYTES: usize = 16 * 1024;
+/// A private document gets a snapshot once this many of its envelopes are live on the server.
+pub(crate) const SNAPSHOT_AFTER_ENVELOPES: usize = 32;
+/// The singletons every account has.
+pub(crate) const SINGLETONS: [DocType; 3] = [
+    DocType::JournalIndex,
+    DocType::SavedResources,
+    DocType::ReadingState,
+];
+
+/// The root key and the opened bundle of the logged-in account.
+pub(crate) struct AccountKeys {
+    pub rk: RootKey,
+    pub bundle: BundleContents,
+    pub sealed: KeyBundle,
+}
+
+impl std::fmt::Debug for AccountKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountKeys")
+            .field("version", &self.sealed.version)
+            .field("key_epoch", &self.sealed.key_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A loaded document and what is not yet compacted.
+struct CachedDoc {
+    doc: AutoCommit,
+    space: SpaceId,
+    doc_type: Option<DocType>,
+    /// Incremental saves since the compacted one, as stored in `DocumentChanges`.
+    pending: Vec<u8>,
+    pending_changes: usize,
+}
+
+/// What applying a page of pulled envelopes did.
+#[derive(Debug, Default)]
+pub(crate) struct ApplyReport {
+    pub applied: usize,
+    /// Envelopes that failed verification or decryption, or were malformed: skipped, reported.
+    pub skipped: Vec<(u64, String)>,
+    /// The first envelope sealed under an epoch this device has no key for: the caller fetches
+    /// the key bundle and applies from there again. Nothing at or after it was applied.
+    pub needs_keys_at: Option<u64>,
+    pub changed_docs: Vec<DocId>,
+    pub deleted_docs: Vec<DocId>,
+}
+
+pub(crate) struct Replica {
+    pub store: LocalStore,
+    pub device: DeviceKeys,
+    pub meta: ProfileMeta,
+    pub keys: Option<AccountKeys>,
+    pub summaries: BTreeMap<DocId, SummaryRecord>,
+    pub pins: Vec<VerifyingKey>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    docs: HashMap<DocId, CachedDoc>,
+    counters: HashMap<Vec<u8>, u64>,
+    manifest_guard: ManifestGuard,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("device", &self.meta.device_id)
+            .field("documents", &self.summaries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// Opens the replica on a store: reads the profile, the device keys, the account keys if any,
+    /// and the summaries — no document.
+    pub(crate) fn open(
+        store: LocalStore,
+        pins: Vec<VerifyingKey>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> HavenResult<Self> {
+        let (meta, device) =
+            match records::load::<ProfileMeta>(&store, Table::Meta, META_PROFILE, "profile")? {
+                Some(meta) => {
+                    let bytes = store.get(Table::Keys, KEY_DEVICE)?.ok_or_else(|| {
+                        HavenError::Protocol("the profile has no device keys".into())
+                    })?;
+                    let array = <[u8; crate::crypto::DEVICE_KEYS_LEN]>::try_from(bytes.as_slice())
+                        .map_err(|_| {
+                            HavenError::Protocol("the stored device keys are malformed".into())
+                        })?;
+                    (meta, DeviceKeys::from_secret_bytes(&array))
+                }
+                None => {
+                    let device = DeviceKeys::generate(random.as_ref());
+                    let meta = ProfileMeta {
+                        format: PROFILE_FORMAT,
+                        device_id: device.device_id(),
+                        account: None,
+                        bundle_min_version: 0,
+                        manifest_version: 0,
+                        bundled_content_loaded: false,
+                    };
+                    let mut batch = WriteBatch::new();
+                    batch.put(Table::Keys, KEY_DEVICE, device.to_secret_bytes().as_slice());
+                    records::put(&mut batch, Table::Meta, META_PROFILE, &meta)?;
+                    store.commit(batch)?;
+                    (meta, device)
+                }
+            };
+        if meta.format > PROFILE_FORMAT {
+            return Err(HavenError::Protocol(format!(
+                "this profile was written by a newer version (format {}); update the app",
+                meta.format
+            )));
+        }
+        let keys = Self::load_account_keys(&store, &device, &meta)?;
+        let mut summaries = BTreeMap::new();
+        let scan = store.scan(Table::Summaries)?;
+        for (key, value) in scan.entries {
+            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            if let Ok(summary) = records::decode::<SummaryRecord>(&value, "summary") {
+                summaries.insert(DocId::from(doc), summary);
+            }
+        }
+        let manifest_guard = if meta.manifest_version > 0 {
+            ManifestGuard::with_last_accepted(meta.manifest_version)
+        } else {
+            ManifestGuard::new()
+        };
+        Ok(Self {
+            store,
+            device,
+            meta,
+            keys,
+            summaries,
+            pins,
+            clock,
+            random,
+            docs: HashMap::new(),
+            counters: HashMap::new(),
+            manifest_guard,
+        })
+    }
+
+    fn load_account_keys(
+        store: &LocalStore,
+        device: &DeviceKeys,
+        meta: &ProfileMeta,
+    ) -> HavenResult<Option<AccountKeys>> {
+        if meta.account.is_none() {
+            return Ok(None);
+        }
+        let (Some(root), Some(sealed)) = (
+            store.get(Table::Keys, KEY_ROOT)?,
+            records::load::<KeyBundle>(store, Table::Keys, KEY_BUNDLE, "key bundle")?,
+        ) else {
+            return Err(HavenError::Protocol(
+                "the account's keys are missing from this profile".into(),
+            ));
+        };
+        let root = <[u8; 32]>::try_from(root.as_slice())
+            .map_err(|_| HavenError::Protocol("the stored root key is malformed".into()))?;
+        let trusted = RootKey::from_bytes(&root);
+        let (rk, bundle) = BundleContents::open_with_device(&sealed, device, &trusted, 0)?;
+        Ok(Some(AccountKeys { rk, bundle, sealed }))
+    }
+
+    pub(crate) fn device_id(&self) -> DeviceId {
+        self.meta.device_id
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The account's private space, if logged in.
+    pub(crate) fn private_space(&self) -> Option<SpaceId> {
+        self.meta.account.as_ref().map(|account| account.space)
+    }
+
+    fn require_keys(&self) -> HavenResult<&AccountKeys> {
+        self.keys.as_ref().ok_or(HavenError::NotLoggedIn)
+    }
+
+    /// Stores new account keys (after registration, login, or a bundle update) in a batch.
+    pub(crate) fn stage_account_keys(
+        &mut self,
+        keys: AccountKeys,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<()> {
+        batch.put(Table::Keys, KEY_ROOT, keys.rk.expose_secret());
+        records::put(batch, Table::Keys, KEY_BUNDLE, &keys.sealed)?;
+        self.meta.bundle_min_version = self.meta.bundle_min_version.max(keys.sealed.version);
+        self.keys = Some(keys);
+        Ok(())
+    }
+
+    pub(crate) fn stage_meta(&self, batch: &mut WriteBatch) -> HavenResult<()> {
+        records::put(batch, Table::Meta, META_PROFILE, &self.meta)
+    }
+
+    // ---- documents --------------------------------------------------------------------------
+
+    /// Loads a document into the cache (from the store if needed). `None` if unknown here.
+    fn cached(&mut self, id: &DocId) -> HavenResult<Option<&mut CachedDoc>> {
+        if !self.docs.contains_key(id) {
+            let Some(record) =
+                records::load::<DocRecord>(&self.store, Table::Documents, doc_key(id), "document")?
+            else {
+                return Ok(None);
+            };
+            let mut doc = if record.saved.is_empty() {
+                new_doc(&self.meta.device_id)
+            } else {
+                load_doc(&record.saved.0, &self.meta.device_id)?
+            };
+            let pending = self
+                .store
+                .get(Table::DocumentChanges, doc_key(id))?
+                .map(|bytes| bytes.to_vec())
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                doc.load_incremental(&pending).map_err(|error| {
+                    HavenError::Protocol(format!("a stored document does not load: {error}"))
+                })?;
+            }
+            // Loading leaves the save cursor at the loaded state: later incremental saves hold
+            // only what is new.
+            let _ = doc.save_incremental();
+            let doc_type = record.doc_type.as_deref().and_then(DocType::parse);
+            self.docs.insert(
+                *id,
+                CachedDoc {
+                    doc,
+                    space: record.space,
+                    doc_type,
+                    pending,
+                    pending_changes: 1,
+                },
+            );
+        }
+        Ok(self.docs.get_mut(id))
+    }
+
+    /// Creates an empty (or genesis) document in the cache.
+    fn create_cached(
+        &mut self,
+        id: DocId,
+        space: SpaceId,
+        doc_type: Option<DocType>,
+    ) -> HavenResult<&mut CachedDoc> {
+        let mut doc = match doc_type {
+            Some(kind) if kind.is_singleton() => {
+                let mut doc = genesis_doc(kind)?;
+                doc.set_actor(crate::documents::actor_for_device(&self.meta.device_id));
+                doc
+            }
+            _ => new_doc(&self.meta.device_id),
+        };
+        let _ = doc.save_incremental();
+        self.docs.insert(
+            id,
+            CachedDoc {
+                doc,
+                space,
+                doc_type,
+                pending: Vec::new(),
+                pending_changes: usize::MAX,
+            },
+        );
+        self.docs
+            .get_mut(&id)
+            .ok_or_else(|| HavenError::Protocol("cache insert failed".into()))
+    }
+
+    /// Puts a document's new state into a batch: an incremental save appended to its pending
+    /// changes, or a fresh compacted save when those grow large.
+    fn stage_doc(&mut self, id: &DocId, batch: &mut WriteBatch) -> HavenResult<()> {
+        let Some(cached) = self.docs.get_mut(id) else {
+            return Ok(());
+        };
+        let incremental = cached.doc.save_incremental();
+        let compact = cached.pending_changes == usize::MAX
+            || cached.pending_changes >= COMPACT_AFTER_CHANGES
+            || cached.pending.len() + incremental.len() > COMPACT_AFTER_BYTES;
+        if compact {
+            let record = DocRecord {
+                space: cached.space,
+                doc_type: cached.doc_type.map(|kind| kind.as_str().to_owned()),
+                saved: cached.doc.save().into(),
+            };
+            records::put(batch, Table::Documents, doc_key(id), &record)?;
+            batch.delete(Table::DocumentChanges, doc_key(id));
+            cached.pending.clear();
+            cached.pending_changes = 0;
+        } else if !incremental.is_empty() {
+            cached.pending.extend_from_slice(&incremental);
+            cached.pending_changes += 1;
+            batch.put(Table::DocumentChanges, doc_key(id), &cached.pending);
+        }
+        Ok(())
+    }
+
+    /// Forgets a document here (a deletion or tombstone).
+    fn stage_forget(&mut self, id: &DocId, batch: &mut WriteBatch) {
+        self.docs.remove(id);
+        self.summaries.remove(id);
+        for table in [
+            Table::Documents,
+            Table::DocumentChanges,
+            Table::Summaries,
+            Table::Seen,
+        ] {
+            batch.delete(table, doc_key(id));
+        }
+    }
+
+    /// Recomputes a document's summary after a change.
+    fn stage_summary(&mut self, id: &DocId, batch: &mut WriteBatch) -> HavenResult<()> {
+        let Some(cached) = self.docs.get_mut(id) else {
+            return Ok(());
+        };
+        if cached.doc_type.is_none() {
+            cached.doc_type = doc_type(&cached.doc).ok();
+        }
+        let summary = match cached.doc_type {
+            Some(DocType::JournalEntry) => {
+                match crate::documents::JournalEntry::hydrate(&cached.doc) {
+                    Ok(entry) => Some(SummaryRecord::Journal {
+                        excerpt: entry.summary().excerpt,
+                        title: entry.title,
+                        mood: entry.mood,
+                        tags: entry.tags,
+                        created_at: entry.created_at,
+                        updated_at: entry.updated_at,
+                    }),
+                    // Still waiting for its creating change: no summary yet.
+                    Err(_) => None,
+                }
+            }
+            Some(DocType::Article) => {
+                Article::hydrate(&cached.doc)
+                    .ok()
+                    .map(|article| SummaryRecord::Article {
+                        slug: article.slug,
+                        title: article.title,
+                        summary: article.summary,
+                        tags: article.tags,
+                        content_warnings: article.content_warnings,
+                        language: article.language,
+                        published_at: article.published_at,
+                        updated_at: article.updated_at,
+                        reading_minutes: article.reading_minutes,
+                    })
+            }
+            Some(DocType::ResourceList) => {
+                ResourceList::hydrate(&cached.doc)
+                    .ok()
+                    .map(|list| SummaryRecord::ResourceList {
+                        count: u32::try_from(list.resources.len()).unwrap_or(u32::MAX),
+                        slug: list.slug,
+                        title: list.title,
+                        region: list.region,
+                    })
+            }
+            _ => None,
+        };
+        match summary {
+            Some(summary) => {
+                records::put(batch, Table::Summaries, doc_key(id), &summary)?;
+                self.summaries.insert(*id, summary);
+            }
+            None => {
+                if self.summaries.remove(id).is_some() {
+                    batch.delete(Table::Summaries, doc_key(id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a document as `T`.
+    pub(crate) fn read<T: Document>(&mut self, id: &DocId) -> HavenResult<Option<T>> {
+        match self.cached(id)? {
+            Some(cached) => Ok(Some(T::hydrate(&cached.doc)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The change history of a journal entry (causal order).
+    pub(crate) fn history(
+        &mut self,
+        id: &DocId,
+    ) -> HavenResult<Option<Vec<crate::documents::ChangeInfo>>> {
+        if self.cached(id)?.is_none() {
+            return Ok(None);
+        }
+        let Some(CachedDoc {
+            doc,
+            space,
+            doc_type,
+            pending,
+            pending_changes,
+        }) = self.docs.remove(id)
+        else {
+            return Ok(None);
+        };
+        // On an error the cache entry is dropped; the next access reloads it from the store.
+        let mut handle = JournalEntryDoc::from_doc(doc)?;
+        let history = handle.history();
+        let doc = handle.into_doc();
+        self.docs.insert(
+            *id,
+            CachedDoc {
+                doc,
+                space,
+                doc_type,
+                pending,
+                pending_changes,
+            },
+        );
+        Ok(Some(history))
+    }
+
+    /// The raw Automerge bytes of a document (export).
+    pub(crate) fn save_doc(&mut self, id: &DocId) -> HavenResult<Option<Vec<u8>>> {
+        Ok(self.cached(id)?.map(|cached| cached.doc.save()))
+    }
+
+    // ---- local edits --------------------------------------------------------------------------
+
+    /// Runs `edit` on a private document through a typed handle and commits the result: the
+    /// document, its summary, and a sealed envelope of the new changes in the outbox, in one
+    /// durable store commit. Returns whether anything changed.
+    pub(crate) fn edit<T, F>(
+        &mut self,
+        id: DocId,
+        create_as: Option<DocType>,
+        edit: F,
+    ) -> HavenResult<bool>
+    where
+        T: Document,
+        F: FnOnce(&mut DocHandle<T>, i64) -> Result<(), crate::documents::DocumentError>,
+    {
+        let mut batch = WriteBatch::new();
+        let changed = self.stage_edit(id, create_as, edit, &mut batch)?;
+        if changed {
+            self.store.commit(batch)?;
+        }
+        Ok(changed)
+    }
+
+    /// [`Replica::edit`] into a caller's batch, so several documents change in one commit.
+    pub(crate) fn stage_edit<T, F>(
+        &mut self,
+        id: DocId,
+        create_as: Option<DocType>,
+        edit: F,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<bool>
+    where
+        T: Document,
+        F: FnOnce(&mut DocHandle<T>, i64) -> Result<(), crate::documents::DocumentError>,
+    {
+        let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
+        self.require_keys()?;
+        let now = self.now_ms();
+        if self.cached(&id)?.is_none() {
+            match create_as {
+                Some(kind) => {
+                    self.create_cached(id, space, Some(kind))?;
+                }
+                None => {
+                    return Err(HavenError::NotFound {
+                        what: "document",
+                        id: id.to_hex(),
+                    });
+                }
+            }
+        }
+        let Some(CachedDoc {
+            mut doc,
+            space: doc_space,
+            doc_type,
+            pending,
+            pending_changes,
+        }) = self.docs.remove(&id)
+        else {
+            return Err(HavenError::NotFound {
+                what: "document",
+                id: id.to_hex(),
+            });
+        };
+        let before = doc.get_heads();
+        // On an error (e.g. an entry still missing its creating change) the cache entry is
+        // dropped; the next access reloads it from the store, which holds every committed edit.
+        let mut handle = DocHandle::<T>::from_doc(doc)?;
+        let result = edit(&mut handle, now);
+        let doc = handle.into_doc();
+        let doc_type = doc_type.or(Some(T::TYPE));
+        self.docs.insert(
+            id,
+            CachedDoc {
+                doc,
+                space: doc_space,
+                doc_type,
+                pending,
+                pending_changes,
+            },
+        );
+        result?;
+        let changes = self
+            .docs
+            .get_mut(&id)
+            .map(|cached| cached.doc.get_changes(&before))
+            .unwrap_or_default();
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        self.stage_outbox_changes(&space, &id, &changes, batch)?;
+        self.stage_doc(&id, batch)?;
+        self.stage_summary(&id, batch)?;
+        self.stage_meta(batch)?;
+        Ok(true)
+    }
+
+    /// Adds a document made elsewhere (e.g. a new journal entry with its creating change) and
+    /// queues all its changes.
+    pub(crate) fn stage_new_doc(
+        &mut self,
+        id: DocId,
+        mut doc: AutoCommit,
+        kind: DocType,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<()> {
+        let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
+        let changes = doc.get_changes(&[]);
+        self.docs.insert(
+            id,
+            CachedDoc {
+                doc,
+                space,
+                doc_type: Some(kind),
+                pending: Vec::new(),
+                pending_changes: usize::MAX,
+            },
+        );
+        self.stage_outbox_changes(&space, &id, &changes, batch)?;
+        self.stage_doc(&id, batch)?;
+        self.stage_summary(&id, batch)?;
+        self.stage_meta(batch)
+    }
+
+    /// Seals changes of one document into one envelope and puts it in the outbox.
+    fn stage_outbox_changes(
+        &mut self,
+        space: &SpaceId,
+        doc: &DocId,
+        changes: &[Change],
+        batch: &mut WriteBatch,
+    ) -> HavenResult<()> {
+        let hashes: Vec<[u8; 32]> = changes.iter().map(|change| change.hash().0).collect();
+        let payload = frame_changes(changes.iter().map(Change::raw_bytes));
+        self.stage_sealed(
+            space,
+            doc,
+            Kind::Change,
+            &sorted_hashes_content(&hashes),
+            &payload,
+            None,
+            batch,
+        )
+    }
+
+    /// Seals a payload and queues it in the outbox, with the next counter of the space.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn stage_sealed(
+        &mut self,
+        space: &SpaceId,
+        doc: &DocId,
+        kind: Kind,
+        id_content: &[u8],
+        payload: &[u8],
+        snapshot: Option<(Vec<EnvelopeId>, u64)>,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<()> {
+        let keys = self.require_keys()?;
+        let epoch_key = keys.bundle.current_epoch_key()?;
+        let id = envelope_id(
+            keys.bundle.constants(),
+            kind,
+            doc,
+            epoch_key.epoch(),
+            id_content,
+        );
+        let ctr = self.next_counter(&space_key(space), batch)?;
+        let (covers, upto_seq) = match snapshot {
+            Some((covers, upto)) => (Some(covers), Some(upto)),
+            None => (None, None),
+        };
+        let header = PrivateHeader {
+            id,
+            doc: *doc,
+            kind,
+            device: self.meta.device_id,
+            ctr,
+            covers,
+            upto_seq,
+        };
+        let keys = self.require_keys()?;
+        let epoch_key = keys.bundle.current_epoch_key()?;
+        let envelope = seal_private(epoch_key, space, header, payload, self.random.as_ref())?;
+        let position = self.next_counter(COUNTER_OUTBOX, batch)?;
+        let record = OutboxRecord {
+            space: *space,
+            attempted: false,
+            envelope,
+        };
+        records::put(batch, Table::Outbox, &position.to_be_bytes(), &record)?;
+        Ok(())
+    }
+
+    /// The next value of a counter, staged in the batch (so a crash cannot reuse it).
+    fn next_counter(&mut self, key: &[u8], batch: &mut WriteBatch) -> HavenResult<u64> {
+        let current = match self.counters.get(key) {
+            Some(value) => *value,
+            None => match self.store.get(Table::Counters, key)? {
+                Some(bytes) => {
+                    u64::from_be_bytes(<[u8; 8]>::try_from(bytes.as_slice()).map_err(|_| {
+                        HavenError::Protocol("a stored counter is malformed".into())
+                    })?)
+                }
+                None => 0,
+            },
+        };
+        let next = current + 1;
+        self.counters.insert(key.to_vec(), next);
+        batch.put(Table::Counters, key, &next.to_be_bytes());
+        Ok(next)
+    }
+
+    /// Makes sure the account's singletons exist here (from their genesis change), so changes
+    /// from other devices have their dependency.
+    pub(crate) fn stage_singletons(&mut self, batch: &mut WriteBatch) -> HavenResult<()> {
+        let (Some(space), Some(keys)) = (self.private_space(), self.keys.as_ref()) else {
+            return Ok(());
+        };
+        let ids: Vec<(DocId, DocType)> = SINGLETONS
+            .iter()
+            .map(|kind| {
+                (
+                    singleton_doc_id(keys.bundle.constants().singleton_key(), *kind),
+                    *kind,
+                )
+            })
+            .collect();
+        for (id, kind) in ids {
+            if self.cached(&id)?.is_none() {
+                self.create_cached(id, space, Some(kind))?;
+                self.stage_doc(&id, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn singleton_id(&self, kind: DocType) -> HavenResult<DocId> {
+        Ok(singleton_doc_id(
+            self.require_keys()?.bundle.constants().singleton_key(),
+            kind,
+        ))
+    }
+
+    /// A fresh random document id.
+    pub(crate) fn new_doc_id(&self) -> DocId {
+        DocId::from(random_array::<16>(self.random.as_ref()))
+    }
+
+    /// Deletes a journal entry everywhere: the index records the deletion (so every device
+    /// applies it), a sealed tombstone tells the server to drop the entry's envelopes, and the
+    /// entry goes from this device.
+    pub(crate) fn delete_entry(&mut self, id: DocId) -> HavenResult<()> {
+        let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
+        if !matches!(self.summaries.get(&id), Some(SummaryRecord::Journal { .. }))
+            && self.cached(&id)?.is_none()
+        {
+            return Err(HavenError::NotFound {
+                what: "journal entry",
+                id: id.to_hex(),
+            });
+        }
+        let index = self.singleton_id(DocType::JournalIndex)?;
+        let mut batch = WriteBatch::new();
+        self.stage_edit::<JournalIndex, _>(
+            index,
+            Some(DocType::JournalIndex),
+            |doc, now| {
+                let handle: &mut JournalIndexDoc = doc;
+                handle.delete_entry(&id, now).map(|_| ())
+            },
+            &mut batch,
+        )?;
+        self.stage_sealed(
+            &space,
+            &id,
+            Kind::Tombstone,
+            b"tombstone",
+            b"tombstone",
+            None,
+            &mut batch,
+        )?;
+        self.stage_forget(&id, &mut batch);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    // ---- the outbox -------------------------------------------------------------------------
+
+    /// The oldest outbox entries, up to `max` (in order).
+    pub(crate) fn outbox(&self, max: usize) -> HavenResult<Vec<(Vec<u8>, OutboxRecord)>> {
+        let scan = self.store.scan(Table::Outbox)?;
+        let mut out = Vec::new();
+        for (key, value) in scan.entries.into_iter().take(max) {
+            out.push((
+                key,
+                records::decode::<OutboxRecord>(&value, "outbox entry")?,
+            ));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn outbox_len(&self) -> HavenResult<usize> {
+        Ok(self.store.scan(Table::Outbox)?.entries.len())
+    }
+
+    // ---- cursors and seen envelopes -----------------------------------------------------------
+
+    pub(crate) fn cursor(&self, space: &SpaceId) -> HavenResult<CursorRecord> {
+        Ok(
+            records::load(&self.store, Table::Cursors, &space_key(space), "cursor")?
+                .unwrap_or_default(),
+        )
+    }
+
+    pub(crate) fn stage_cursor(
+        &self,
+        space: &SpaceId,
+        cursor: &CursorRecord,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<()> {
+        records::put(batch, Table::Cursors, &space_key(space), cursor)
+    }
+
+    pub(crate) fn seen(&self, doc: &DocId) -> HavenResult<SeenRecord> {
+        Ok(
+            records::load(&self.store, Table::Seen, doc_key(doc), "seen envelopes")?
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Records that an envelope of a document is live on the server at `seq`.
+    pub(crate) fn stage_seen(
+        &self,
+        doc: &DocId,
+        seq: u64,
+        id: EnvelopeId,
+        kind: Kind,
+        batch: &mut WriteBatch,
+        pending: &mut HashMap<DocId, SeenRecord>,
+    ) -> HavenResult<()> {
+        let record = match pending.get_mut(doc) {
+            Some(record) => record,
+            None => {
+                let loaded = self.seen(doc)?;
+                pending.entry(*doc).or_insert(loaded)
+            }
+        };
+        match kind {
+            // A snapshot replaces what it covers on the server; it is all that stays live.
+            Kind::Snapshot => record.live.retain(|(live_seq, _)| *live_seq > seq),
+            Kind::Tombstone => record.live.clear(),
+            Kind::Change => {}
+        }
+        if !record.live.iter().any(|(_, live)| *live == id) {
+            record.live.push((seq, id));
+            record.live.sort_unstable();
+        }
+        records::put(batch, Table::Seen, doc_key(doc), record)
+    }
+
+    // ---- applying pulled envelopes ------------------------------------------------------------
+
+    /// Applies a page of pulled envelopes into a batch (the caller adds the cursor and commits).
+    /// Stops before the first envelope of an unknown key epoch.
+    pub(crate) fn stage_pulled(
+        &mut self,
+        space: &SpaceId,
+        page: &[SequencedEnvelope],
+        batch: &mut WriteBatch,
+    ) -> HavenResult<(ApplyReport, Option<(u64, EnvelopeId)>)> {
+        let mut report = ApplyReport::default();
+        let mut last = None;
+        let mut touched: HashSet<DocId> = HashSet::new();
+        let mut seen_pending: HashMap<DocId, SeenRecord> = HashMap::new();
+        let deleted = self.deleted_entries()?;
+        for item in page {
+            let envelope = &item.envelope;
+            match self.apply_one(space, envelope, &deleted) {
+                Ok(Applied::Changed) => {
+                    touched.insert(envelope.doc);
+                    report.applied += 1;
+                    if !space.is_public() {
+                        self.stage_seen(
+                            &envelope.doc,
+                            item.seq,
+                            envelope.id,
+                            envelope.kind,
+                            batch,
+                            &mut seen_pending,
+                        )?;
+                    }
+                }
+                Ok(Applied::Deleted) => {
+                    report.applied += 1;
+                    report.deleted_docs.push(envelope.doc);
+                    touched.remove(&envelope.doc);
+                    seen_pending.remove(&envelope.doc);
+                    self.stage_forget(&envelope.doc, batch);
+                }
+                Ok(Applied::Ignored) => {}
+                Err(Skip::UnknownEpoch) => {
+                    report.needs_keys_at = Some(item.seq);
+                    break;
+                }
+                Err(Skip::Bad(reason)) => report.skipped.push((item.seq, reason)),
+            }
+            last = Some((item.seq, envelope.id));
+        }
+        for id in &touched {
+            self.stage_doc(id, batch)?;
+            self.stage_summary(id, batch)?;
+        }
+        report.changed_docs = touched.into_iter().collect();
+        // Deletions recorded in the index reach every device, even without the tombstone.
+        for id in self.deleted_entries()? {
+            if self.summaries.contains_key(&id) || self.docs.contains_key(&id) {
+                report.deleted_docs.push(id);
+                self.stage_forget(&id, batch);
+            }
+        }
+        self.stage_meta(batch)?;
+        Ok((report, last))
+    }
+
+    fn apply_one(
+        &mut self,
+        space: &SpaceId,
+        envelope: &Envelope,
+        deleted: &HashSet<DocId>,
+    ) -> Result<Applied, Skip> {
+        if space.is_public() {
+            let change = verify_public_envelope(envelope, &self.pins)
+                .map_err(|error| Skip::Bad(error.to_string()))?;
+            let cached = self
+                .cached_or_create(envelope.doc, *space)
+                .map_err(|error| Skip::Bad(error.to_string()))?;
+            cached
+                .doc
+                .apply_changes([change])
+                .map_err(|error| Skip::Bad(format!("cannot apply: {error}")))?;
+            self.check_manifest(&envelope.doc).map_err(Skip::Bad)?;
+            return Ok(Applied::Changed);
+        }
+        if deleted.contains(&envelope.doc) {
+            return Ok(Applied::Ignored);
+        }
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| Skip::Bad("no account keys".into()))?;
+        let payload = match open_private(keys.bundle.epoch_keys(), space, envelope) {
+            Ok(payload) => payload,
+            Err(OpenError::UnknownEpoch { .. }) => return Err(Skip::UnknownEpoch),
+            Err(error) => return Err(Skip::Bad(error.to_string())),
+        };
+        match envelope.kind {
+            Kind::Tombstone => Ok(Applied::Deleted),
+            Kind::Snapshot => {
+                let cached = self
+                    .cached_or_create(envelope.doc, *space)
+                    .map_err(|error| Skip::Bad(error.to_string()))?;
+                cached
+                    .doc
+                    .load_incremental(&payload)
+                    .map_err(|error| Skip::Bad(format!("snapshot does not load: {error}")))?;
+                Ok(Applied::Changed)
+            }
+            Kind::Change => {
+                let changes = unframe_changes(&payload).map_err(Skip::Bad)?;
+                let hashes: Vec<[u8; 32]> = changes.iter().map(|change| change.hash().0).collect();
+                let keys = self
+                    .keys
+                    .as_ref()
+                    .ok_or_else(|| Skip::Bad("no account keys".into()))?;
+                let expected = envelope_id(
+                    keys.bundle.constants(),
+                    Kind::Change,
+                    &envelope.doc,
+                    envelope.key_epoch,
+                    &sorted_hashes_content(&hashes),
+                );
+                if expected != envelope.id {
+                    return Err(Skip::Bad(
+                        "the envelope id does not match its changes".into(),
+                    ));
+                }
+                let cached = self
+                    .cached_or_create(envelope.doc, *space)
+                    .map_err(|error| Skip::Bad(error.to_string()))?;
+                cached
+                    .doc
+                    .apply_changes(changes)
+                    .map_err(|error| Skip::Bad(format!("cannot apply: {error}")))?;
+                Ok(Applied::Changed)
+            }
+        }
+    }
+
+    fn cached_or_create(&mut self, id: DocId, space: SpaceId) -> HavenResult<&mut CachedDoc> {
+        if self.cached(&id)?.is_none() {
+            self.create_cached(id, space, None)?;
+        }
+        self.docs
+            .get_mut(&id)
+            .ok_or_else(|| HavenError::Protocol("cache lookup failed".into()))
+    }
+
+    /// Refuses a manifest whose version goes backwards; remembers the newest accepted.
+    fn check_manifest(&mut self, doc: &DocId) -> Result<(), String> {
+        let Some(cached) = self.docs.get(doc) else {
+            return Ok(());
+        };
+        if doc_type(&cached.doc).ok() != Some(DocType::Manifest) {
+            return Ok(());
+        }
+        let Ok(manifest) = Manifest::hydrate(&cached.doc) else {
+            return Ok(());
+        };
+        self.manifest_guard
+            .accept(&manifest)
+            .map_err(|error| error.to_string())?;
+        self.meta.manifest_version = self
+            .manifest_guard
+            .last_accepted()
+            .unwrap_or(self.meta.manifest_version);
+        Ok(())
+    }
+
+    /// Entry ids the journal index records as deleted.
+    fn deleted_entries(&mut self) -> HavenResult<HashSet<DocId>> {
+        let Ok(index) = self.singleton_id(DocType::JournalIndex) else {
+            return Ok(HashSet::new());
+        };
+        match self.cached(&index)? {
+            Some(cached) => Ok(JournalIndex::hydrate_lossy(&cached.doc)
+                .map(|(index, _)| index.deletions.keys().copied().collect())
+                .unwrap_or_default()),
+            None => Ok(HashSet::new()),
+        }
+    }
+
+    /// Applies a whole set of public envelopes at once (the bundled content at first launch).
+    pub(crate) fn load_public(&mut self, envelopes: &[Envelope]) -> HavenResult<ApplyReport> {
+        let page: Vec<SequencedEnvelope> = envelopes
+            .iter()
+            .cloned()
+            .map(|envelope| SequencedEnvelope { seq: 0, envelope })
+            .collect();
+        let mut batch = WriteBatch::new();
+        let (report, _) = self.stage_pulled(&SpaceId::Public, &page, &mut batch)?;
+        self.meta.bundled_content_loaded = true;
+        self.stage_meta(&mut batch)?;
+        self.store.commit(batch)?;
+        Ok(report)
+    }
+
+    /// Documents of this type that this device holds, by summary.
+    pub(crate) fn summaries_of(
+        &self,
+        pick: impl Fn(&SummaryRecord) -> bool,
+    ) -> Vec<(DocId, SummaryRecord)> {
+        self.summaries
+            .iter()
+            .filter(|(_, summary)| pick(summary))
+            .map(|(id, summary)| (*id, summary.clone()))
+            .collect()
+    }
+
+    /// Private documents with many live envelopes and nothing of theirs waiting in the outbox:
+    /// candidates for a snapshot.
+    pub(crate) fn snapshot_candidates(
+        &self,
+        outbox_docs: &HashSet<DocId>,
+    ) -> HavenResult<Vec<(DocId, SeenRecord)>> {
+        let scan = self.store.scan(Table::Seen)?;
+        let mut out = Vec::new();
+        for (key, value) in scan.entries {
+            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let doc = DocId::from(doc);
+            if outbox_docs.contains(&doc) {
+                continue;
+            }
+            let seen: SeenRecord = records::decode(&value, "seen envelopes")?;
+            if seen.live.len() >= SNAPSHOT_AFTER_ENVELOPES {
+                out.push((doc, seen));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues a snapshot of a private document covering exactly `seen`.
+    pub(crate) fn stage_snapshot(
+        &mut self,
+        doc: DocId,
+        seen: &SeenRecord,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<bool> {
+        let Some(space) = self.private_space() else {
+            return Ok(false);
+        };
+        let Some(&(upto, _)) = seen.live.last() else {
+            return Ok(false);
+        };
+        let Some(cached) = self.cached(&doc)? else {
+            return Ok(false);
+        };
+        let heads: Vec<[u8; 32]> = cached.doc.get_heads().iter().map(|hash| hash.0).collect();
+        let saved = cached.doc.save();
+        let covers = seen.live.iter().map(|(_, id)| *id).collect();
+        self.stage_sealed(
+            &space,
+            &doc,
+            Kind::Snapshot,
+            &sorted_hashes_content(&heads),
+            &saved,
+            Some((covers, upto)),
+            batch,
+        )?;
+        Ok(true)
+    }
+
+    /// Queues, for every private document held here, one envelope carrying its whole state: after
+    /// the server lost its tail (a restore), this puts back everything this device holds.
+    pub(crate) fn stage_reupload_all(&mut self, batch: &mut WriteBatch) -> HavenResult<usize> {
+        let Some(space) = self.private_space() else {
+            return Ok(0);
+        };
+        let scan = self.store.scan(Table::Documents)?;
+        let mut count = 0;
+        for (key, value) in scan.entries {
+            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let doc = DocId::from(doc);
+            let record: DocRecord = records::decode(&value, "document")?;
+            if record.space != space {
+                continue;
+            }
+            let Some(cached) = self.cached(&doc)? else {
+                continue;
+            };
+            let genesis_only = cached.doc_type.is_some_and(DocType::is_singleton)
+                && cached.doc.get_changes(&[]).len() <= 1;
+            if genesis_only {
+                continue;
+            }
+            let changes = cached.doc.get_changes(&[]);
+            let own: Vec<Change> = match cached.doc_type {
+                // The genesis change exists on every device; re-uploading it would collide.
+                Some(kind) if kind.is_singleton() => {
+                    let genesis = crate::documents::genesis_hash(kind)?;
+                    changes
+                        .into_iter()
+                        .filter(|change| change.hash() != genesis)
+                        .collect()
+                }
+                _ => changes,
+            };
+            if own.is_empty() {
+                continue;
+            }
+            self.stage_outbox_changes(&space, &doc, &own, batch)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+enum Applied {
+    Changed,
+    Deleted,
+    Ignored,
+}
+
+enum Skip {
+    UnknownEpoch,
+    Bad(String),
+}
+
+/// `u32 count ‖ (u32 len ‖ raw change)*`: the payload of a change envelope.
+pub(crate) fn frame_changes<'a>(changes: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let changes: Vec<&[u8]> = changes.collect();
+    let mut out =
+        Vec::with_capacity(4 + changes.iter().map(|change| 4 + change.len()).sum::<usize>());
+    out.extend_from_slice(
+        &u32::try_from(changes.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    for change in changes {
+        out.extend_from_slice(
+            &u32::try_from(change.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        out.extend_from_slice(change);
+    }
+    out
+}
+
+/// Inverse of [`frame_changes`]; never panics on malformed input.
+pub(crate) fn unframe_changes(payload: &[u8]) -> Result<Vec<Change>, String> {
+    let malformed = || "malformed change payload".to_string();
+    let (count, mut rest) = payload.split_first_chunk::<4>().ok_or_else(malformed)?;
+    let count = u32::from_be_bytes(*count) as usize;
+    if count > rest.len() / 4 {
+        return Err(malformed());
+    }
+    let mut changes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(malformed)?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let body = tail.get(..len).ok_or_else(malformed)?;
+        changes.push(
+            Change::from_bytes(body.to_vec())
+                .map_err(|error| format!("malformed change: {error}"))?,
+        );
+        rest = &tail[len..];
+    }
+    if !rest.is_empty() {
+        return Err(malformed());
+    }
+    Ok(changes)
+}

@@ -1,0 +1,279 @@
+//! The client engine end to end: real `Haven` profiles (redb on disk, encrypted) syncing through
+//! the real server on loopback with `HttpRemote`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use haven_core::client::SyncState;
+use haven_core::env::OsRandom;
+use haven_core::local_store::{KeyStore, MemoryKeyStore};
+use haven_core::remote::NoServer;
+use haven_core::remote::http::{HttpOptions, HttpRemote};
+use haven_core::{Haven, HavenConfig, HavenError};
+use haven_server::store::Store;
+use haven_server::store::sled_kv::SledStore;
+use haven_tests::{TestServer, spawn_server, test_options};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The server as a deployment would run it for development: trusting the dev content key and
+/// publishing the sample content, over a sled store in `dir`.
+async fn server_in(dir: &Path) -> TestServer {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, 8 << 20).unwrap());
+    let mut options = test_options();
+    options.content_keys = vec![haven_core::content::bundled_dev_content_key()];
+    let server = spawn_server(store, options).await.unwrap();
+    haven_server::public_content::publish_sample_if_empty(&server.state, None)
+        .await
+        .unwrap();
+    server
+}
+
+fn keystore() -> Arc<dyn KeyStore> {
+    Arc::new(MemoryKeyStore::new(Arc::new(OsRandom)))
+}
+
+fn open(dir: &Path, keystore: &Arc<dyn KeyStore>, url: &str) -> Haven {
+    let remote = HttpRemote::new(url, HttpOptions::default()).unwrap();
+    Haven::open(
+        HavenConfig::new(dir),
+        Arc::clone(keystore),
+        Arc::new(remote),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_write_offline_sync_and_merge() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (keys_a, keys_b) = (keystore(), keystore());
+
+    // Device A: bundled content before any network, then an account.
+    let a = open(dir_a.path(), &keys_a, &server.url);
+    assert!(
+        a.articles()
+            .iter()
+            .any(|article| article.slug == "him-though")
+    );
+    let phrase = a.register("river-stone", PASSWORD, "phone").await.unwrap();
+    assert_eq!(phrase.words().len(), 24);
+    let first = a
+        .journal_create("First night", "I could not sleep. CANARY-e2e-journal-41")
+        .unwrap();
+    let second = a.journal_create("Tuesday", "Talked to Sam.").unwrap();
+    a.journal_append_body(&second, " It helped.").unwrap();
+    assert_eq!(a.status().state, SyncState::Pending);
+    let report = a.sync_once().await.unwrap();
+    assert!(report.pushed >= 4, "{report:?}");
+    assert_eq!(a.status().state, SyncState::Synced, "{:?}", a.status());
+
+    // Device B logs in and sees everything.
+    let b = open(dir_b.path(), &keys_b, &server.url);
+    b.login("river-stone", PASSWORD, "laptop").await.unwrap();
+    b.sync_once().await.unwrap();
+    let titles: Vec<String> = b
+        .journal_list()
+        .into_iter()
+        .map(|entry| entry.title)
+        .collect();
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert_eq!(
+        b.journal_get(&second).unwrap().body,
+        "Talked to Sam. It helped."
+    );
+
+    // Both edit the same entry offline, at different places; both edits survive.
+    a.journal_splice_body(&first, 0, 0, "Monday. ").unwrap();
+    b.journal_append_body(&first, " Then I wrote this.")
+        .unwrap();
+    b.journal_set_title(&first, "First night, again").unwrap();
+    a.sync_once().await.unwrap();
+    b.sync_once().await.unwrap();
+    a.sync_once().await.unwrap();
+    let on_a = a.journal_get(&first).unwrap();
+    let on_b = b.journal_get(&first).unwrap();
+    assert_eq!(on_a, on_b);
+    assert_eq!(
+        on_a.body,
+        "Monday. I could not sleep. CANARY-e2e-journal-41 Then I wrote this."
+    );
+    assert_eq!(on_a.title, "First night, again");
+    assert_eq!(a.status().state, SyncState::Synced);
+    assert_eq!(b.status().state, SyncState::Synced);
+
+    // A deletion reaches the other device.
+    b.journal_delete(&second).unwrap();
+    b.sync_once().await.unwrap();
+    a.sync_once().await.unwrap();
+    assert_eq!(a.journal_list().len(), 1);
+    assert!(matches!(
+        a.journal_get(&second),
+        Err(HavenError::NotFound { .. })
+    ));
+
+    // The server's files never held the journal text.
+    a.close().unwrap();
+    b.close().unwrap();
+    server.stop().await.unwrap();
+    assert_no_canary(server_dir.path(), b"CANARY-e2e-journal-41");
+    assert_no_canary(dir_a.path(), b"CANARY-e2e-journal-41");
+}
+
+fn assert_no_canary(dir: &Path, canary: &[u8]) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = 0;
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .map(|entry| entry.unwrap().path()),
+            );
+        } else {
+            files += 1;
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(canary.len()).any(|window| window == canary),
+                "plaintext found in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 0, "nothing scanned in {}", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_profile_with_no_network_has_articles_and_hotlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let haven = Haven::open(HavenConfig::new(dir.path()), keystore(), Arc::new(NoServer)).unwrap();
+    assert!(haven.articles().len() >= 3);
+    let lists = haven.resources(Some("US")).unwrap();
+    let rainn = lists
+        .iter()
+        .flat_map(|list| &list.resources)
+        .find(|resource| resource.phone.as_deref() == Some("+18006564673"))
+        .expect("RAINN's hotline is bundled");
+    assert!(rainn.is_24_7);
+    let article = haven.article("consent-basics").unwrap();
+    assert!(!article.content_warnings.is_empty());
+    // Without a server, syncing fails honestly and loses nothing.
+    assert!(haven.sync_once().await.is_err());
+    assert!(matches!(
+        haven.journal_create("x", "y"),
+        Err(HavenError::NotLoggedIn)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_weak_passwords_and_busy_profiles_are_typed_errors() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keystore();
+    let haven = open(dir.path(), &keys, &server.url);
+    assert!(matches!(
+        haven.register("weak-one", "password", "phone").await,
+        Err(HavenError::WeakPassword(_))
+    ));
+    haven
+        .register("typed-errors", PASSWORD, "phone")
+        .await
+        .unwrap();
+    // A second open of the same profile, in this process.
+    let remote = HttpRemote::new(&server.url, HttpOptions::default()).unwrap();
+    assert!(matches!(
+        Haven::open(
+            HavenConfig::new(dir.path()),
+            Arc::clone(&keys),
+            Arc::new(remote)
+        ),
+        Err(HavenError::ProfileInUse)
+    ));
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(other_dir.path(), &keystore(), &server.url);
+    assert!(matches!(
+        other
+            .login("typed-errors", "not the password at all", "laptop")
+            .await,
+        Err(HavenError::WrongCredentials)
+    ));
+    assert!(matches!(
+        haven.journal_get(&haven_protocol::Bytes([7; 16])),
+        Err(HavenError::NotFound { .. })
+    ));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_a_profile_keeps_everything_and_wipe_leaves_nothing() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keystore();
+    let haven = open(dir.path(), &keys, &server.url);
+    haven
+        .register("reopen-user", PASSWORD, "phone")
+        .await
+        .unwrap();
+    let id = haven.journal_create("Kept", "Across restarts.").unwrap();
+    haven.close().unwrap();
+
+    // Offline edits survive a restart, and sync after it.
+    let haven = open(dir.path(), &keys, &server.url);
+    assert_eq!(haven.journal_get(&id).unwrap().body, "Across restarts.");
+    haven.journal_append_body(&id, " Still here.").unwrap();
+    assert!(haven.status().pending > 0);
+    haven.close().unwrap();
+    let haven = open(dir.path(), &keys, &server.url);
+    haven.sync_once().await.unwrap();
+    assert_eq!(haven.status().pending, 0);
+    assert_eq!(
+        haven.journal_get(&id).unwrap().body,
+        "Across restarts. Still here."
+    );
+
+    haven.wipe().unwrap();
+    assert!(!dir.path().exists() || std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_edits_are_snapshotted_and_a_new_device_loads_the_snapshot() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(dir_a.path(), &keystore(), &server.url);
+    a.register("snapshot-user", PASSWORD, "phone")
+        .await
+        .unwrap();
+    let id = a.journal_create("Long", "").unwrap();
+    let mut expected = String::new();
+    let mut snapshots = 0;
+    for round in 0..45 {
+        let line = format!("line {round}\n");
+        a.journal_append_body(&id, &line).unwrap();
+        expected.push_str(&line);
+        if round % 10 == 9 {
+            snapshots += a.sync_once().await.unwrap().snapshots;
+        }
+    }
+    snapshots += a.sync_once().await.unwrap().snapshots;
+    assert!(snapshots > 0, "a snapshot was pushed");
+    let space = a.space().unwrap();
+    let doc_live = server.state.store.live_ids(&space, &id).await.unwrap();
+    assert!(
+        doc_live.len() < 10,
+        "the server pruned the covered envelopes: {}",
+        doc_live.len()
+    );
+
+    let b = open(dir_b.path(), &keystore(), &server.url);
+    b.login("snapshot-user", PASSWORD, "laptop").await.unwrap();
+    b.sync_once().await.unwrap();
+    assert_eq!(b.journal_get(&id).unwrap().body, expected);
+    server.stop().await.unwrap();
+}
