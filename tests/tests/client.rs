@@ -277,3 +277,66 @@ async fn many_edits_are_snapshotted_and_a_new_device_loads_the_snapshot() {
     assert_eq!(b.journal_get(&id).unwrap().body, expected);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sync_brings_another_devices_edit_without_asking() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Arc::new(open(dir_a.path(), &keystore(), &server.url));
+    a.register("live-user", PASSWORD, "phone").await.unwrap();
+    let b = open(dir_b.path(), &keystore(), &server.url);
+    b.login("live-user", PASSWORD, "laptop").await.unwrap();
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (rounds_tx, mut rounds) = tokio::sync::mpsc::unbounded_channel();
+    let live = {
+        let a = Arc::clone(&a);
+        tokio::spawn(async move {
+            a.run_live(
+                async {
+                    let _ = stop_rx.await;
+                },
+                move |round| {
+                    let _ = rounds_tx.send(
+                        round
+                            .as_ref()
+                            .map(|report| report.changed.len())
+                            .map_err(|e| e.to_string()),
+                    );
+                },
+            )
+            .await
+        })
+    };
+    // The first round happens on its own.
+    tokio::time::timeout(haven_tests::WAIT, rounds.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    let id = b
+        .journal_create("From the laptop", "Written while the phone listens.")
+        .unwrap();
+    b.sync_once().await.unwrap();
+    let deadline = tokio::time::Instant::now() + haven_tests::WAIT;
+    while a.journal_get(&id).is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the live feed did not bring the entry"
+        );
+        let _ = tokio::time::timeout(haven_tests::WAIT, rounds.recv()).await;
+    }
+    assert_eq!(
+        a.journal_get(&id).unwrap().body,
+        "Written while the phone listens."
+    );
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(haven_tests::WAIT, live)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    server.stop().await.unwrap();
+}

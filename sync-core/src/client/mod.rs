@@ -8,6 +8,7 @@
 mod account;
 mod error;
 pub mod export;
+mod live;
 mod records;
 mod replica;
 mod sync;
