@@ -115,7 +115,7 @@ async fn registration_validates_its_input() {
     );
 
     let mut weak = TestUser::new("weak-kdf").registration();
-    weak["kdf"]["m_kib"] = json!(1024);
+    weak["kdf"]["m_kib"] = json!(4);
     let (status, body) = app.post("/v1/accounts", None, weak).await;
     assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid"));
 

@@ -1,6 +1,8 @@
 //! Shared helpers of the end-to-end tests: the real server in-process on a loopback port, and
 //! builders of well-formed envelopes.
 
+pub mod chaos;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,7 +33,10 @@ pub(super) fn username(raw: &str) -> ApiResult<String> {
 }
 
 pub(super) fn check_kdf(kdf: &KdfParams) -> ApiResult<()> {
-    if kdf.is_acceptable() {
+    // Test builds (debug only) accept the clients' cheap test parameters too.
+    let test_params =
+        cfg!(feature = "insecure-fast-kdf") && kdf.m_kib >= 8 && kdf.t >= 1 && kdf.p == 1;
+    if kdf.is_acceptable() || test_params {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(

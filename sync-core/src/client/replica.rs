@@ -800,8 +800,7 @@ impl Replica {
         &self,
         doc: &DocId,
         seq: u64,
-        id: EnvelopeId,
-        kind: Kind,
+        envelope: &Envelope,
         batch: &mut WriteBatch,
         pending: &mut HashMap<DocId, SeenRecord>,
     ) -> HavenResult<()> {
@@ -812,14 +811,18 @@ impl Replica {
                 pending.entry(*doc).or_insert(loaded)
             }
         };
-        match kind {
-            // A snapshot replaces what it covers on the server; it is all that stays live.
-            Kind::Snapshot => record.live.retain(|(live_seq, _)| *live_seq > seq),
+        match envelope.kind {
+            // An accepted snapshot covered every live envelope of its document up to `upto_seq`:
+            // on the server, those are pruned.
+            Kind::Snapshot => {
+                let upto = envelope.upto_seq.unwrap_or(0);
+                record.live.retain(|(live_seq, _)| *live_seq > upto);
+            }
             Kind::Tombstone => record.live.clear(),
             Kind::Change => {}
         }
-        if !record.live.iter().any(|(_, live)| *live == id) {
-            record.live.push((seq, id));
+        if !record.live.iter().any(|(_, live)| *live == envelope.id) {
+            record.live.push((seq, envelope.id));
             record.live.sort_unstable();
         }
         records::put(batch, Table::Seen, doc_key(doc), record)
@@ -836,7 +839,7 @@ impl Replica {
         batch: &mut WriteBatch,
     ) -> HavenResult<(ApplyReport, Option<(u64, EnvelopeId)>)> {
         let mut report = ApplyReport::default();
-        let mut last = None;
+        let mut processed: HashSet<u64> = HashSet::new();
         let mut touched: HashSet<DocId> = HashSet::new();
         let mut seen_pending: HashMap<DocId, SeenRecord> = HashMap::new();
         let deleted = self.deleted_entries()?;
@@ -850,8 +853,7 @@ impl Replica {
                         self.stage_seen(
                             &envelope.doc,
                             item.seq,
-                            envelope.id,
-                            envelope.kind,
+                            envelope,
                             batch,
                             &mut seen_pending,
                         )?;
@@ -871,8 +873,17 @@ impl Replica {
                 }
                 Err(Skip::Bad(reason)) => report.skipped.push((item.seq, reason)),
             }
-            last = Some((item.seq, envelope.id));
+            processed.insert(item.seq);
         }
+        // The cursor may only move past envelopes that were handled: up to the greatest seq of
+        // this page below which everything was (a page may arrive in any order).
+        let mut ordered: Vec<&SequencedEnvelope> = page.iter().collect();
+        ordered.sort_by_key(|item| item.seq);
+        let last = ordered
+            .iter()
+            .take_while(|item| processed.contains(&item.seq))
+            .last()
+            .map(|item| (item.seq, item.envelope.id));
         for id in &touched {
             self.stage_doc(id, batch)?;
             self.stage_summary(id, batch)?;

@@ -253,8 +253,7 @@ impl Haven {
                 replica.stage_seen(
                     &record.envelope.doc,
                     ack.seq,
-                    ack.id,
-                    record.envelope.kind,
+                    &record.envelope,
                     &mut writes,
                     &mut seen,
                 )?;

@@ -1,0 +1,258 @@
+//! A `ServerApi` that sits between a client and the real server and misbehaves like a bad network,
+//! deterministically from a seed: requests lost before the server, answers lost after it (the
+//! server acted, the client never hears), requests sent twice, pages delivered in shuffled order,
+//! small delays, and a switch that cuts the device off entirely.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use haven_core::remote::{LiveHeads, PullCursor, RemoteError, ServerApi};
+use haven_protocol::api::{
+    AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, DevicesResponse,
+    KeyBundle, LinkCreated, LinkPayload, PreloginResponse, PullResponse, PushResponse,
+    RecoveryRequest, RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest, SessionResponse,
+};
+use haven_protocol::{DeviceId, Envelope, HexId, SpaceId};
+
+/// How often each fault strikes, in percent of calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    pub lose_request: u8,
+    pub lose_answer: u8,
+    pub duplicate: u8,
+    pub shuffle_page: u8,
+    pub delay: u8,
+}
+
+impl Faults {
+    pub const NONE: Self = Self {
+        lose_request: 0,
+        lose_answer: 0,
+        duplicate: 0,
+        shuffle_page: 0,
+        delay: 0,
+    };
+    pub const ROUGH: Self = Self {
+        lose_request: 10,
+        lose_answer: 10,
+        duplicate: 10,
+        shuffle_page: 30,
+        delay: 5,
+    };
+}
+
+/// A small deterministic generator (splitmix64): the simulation's only source of choices.
+#[derive(Debug)]
+pub struct Dice(u64);
+
+impl Dice {
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn percent(&mut self, p: u8) -> bool {
+        self.below(100) < u64::from(p)
+    }
+}
+
+#[derive(Debug)]
+pub struct ChaosRemote {
+    inner: Arc<dyn ServerApi>,
+    dice: Mutex<Dice>,
+    faults: Mutex<Faults>,
+    offline: AtomicBool,
+}
+
+impl ChaosRemote {
+    pub fn new(inner: Arc<dyn ServerApi>, seed: u64, faults: Faults) -> Self {
+        Self {
+            inner,
+            dice: Mutex::new(Dice::new(seed)),
+            faults: Mutex::new(faults),
+            offline: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self
+            .faults
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = faults;
+    }
+
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::SeqCst);
+    }
+
+    fn roll(&self, pick: impl Fn(&Faults) -> u8) -> bool {
+        let p = pick(
+            &self
+                .faults
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
+        self.dice
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .percent(p)
+    }
+
+    /// Runs a call through the faults: maybe never sent, maybe sent twice, maybe its answer lost.
+    async fn through<T, F, Fut>(&self, call: F) -> Result<T, RemoteError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let lost = || {
+            Err(RemoteError::Network {
+                reason: "chaos: lost".into(),
+            })
+        };
+        if self.offline.load(Ordering::SeqCst) || self.roll(|f| f.lose_request) {
+            return lost();
+        }
+        if self.roll(|f| f.delay) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if self.roll(|f| f.duplicate) {
+            let _ = call().await;
+        }
+        let answer = call().await;
+        if self.roll(|f| f.lose_answer) {
+            return lost();
+        }
+        answer
+    }
+}
+
+#[async_trait]
+impl ServerApi for ChaosRemote {
+    async fn prelogin(&self, username: &str) -> Result<PreloginResponse, RemoteError> {
+        self.through(|| self.inner.prelogin(username)).await
+    }
+    async fn create_account(
+        &self,
+        request: &CreateAccountRequest,
+    ) -> Result<CreateAccountResponse, RemoteError> {
+        self.through(|| self.inner.create_account(request)).await
+    }
+    async fn create_session(
+        &self,
+        request: &CreateSessionRequest,
+    ) -> Result<SessionResponse, RemoteError> {
+        self.through(|| self.inner.create_session(request)).await
+    }
+    async fn refresh_session(&self, refresh_token: &str) -> Result<SessionResponse, RemoteError> {
+        self.through(|| self.inner.refresh_session(refresh_token))
+            .await
+    }
+    async fn delete_session(&self, access: &str) -> Result<(), RemoteError> {
+        self.through(|| self.inner.delete_session(access)).await
+    }
+    async fn recover(&self, request: &RecoveryRequest) -> Result<RecoveryResponse, RemoteError> {
+        self.through(|| self.inner.recover(request)).await
+    }
+    async fn reset_after_recovery(
+        &self,
+        request: &RecoveryResetRequest,
+    ) -> Result<(), RemoteError> {
+        self.through(|| self.inner.reset_after_recovery(request))
+            .await
+    }
+    async fn devices(&self, access: &str) -> Result<DevicesResponse, RemoteError> {
+        self.through(|| self.inner.devices(access)).await
+    }
+    async fn revoke_device(
+        &self,
+        access: &str,
+        device: &DeviceId,
+        request: &RevokeDeviceRequest,
+    ) -> Result<(), RemoteError> {
+        self.through(|| self.inner.revoke_device(access, device, request))
+            .await
+    }
+    async fn create_link(&self) -> Result<LinkCreated, RemoteError> {
+        self.through(|| self.inner.create_link()).await
+    }
+    async fn put_link(
+        &self,
+        access: &str,
+        id: &HexId,
+        payload: &LinkPayload,
+    ) -> Result<(), RemoteError> {
+        self.through(|| self.inner.put_link(access, id, payload))
+            .await
+    }
+    async fn take_link(&self, id: &HexId) -> Result<Option<LinkPayload>, RemoteError> {
+        self.through(|| self.inner.take_link(id)).await
+    }
+    async fn get_keys(&self, access: &str) -> Result<KeyBundle, RemoteError> {
+        self.through(|| self.inner.get_keys(access)).await
+    }
+    async fn put_keys(&self, access: &str, bundle: &KeyBundle) -> Result<(), RemoteError> {
+        self.through(|| self.inner.put_keys(access, bundle)).await
+    }
+    async fn delete_account(&self, access: &str, proof: &AuthProof) -> Result<(), RemoteError> {
+        self.through(|| self.inner.delete_account(access, proof))
+            .await
+    }
+    async fn push(
+        &self,
+        access: Option<&str>,
+        space: &SpaceId,
+        changes: &[Envelope],
+    ) -> Result<PushResponse, RemoteError> {
+        self.through(|| self.inner.push(access, space, changes))
+            .await
+    }
+    async fn pull(
+        &self,
+        access: Option<&str>,
+        space: &SpaceId,
+        cursor: PullCursor,
+    ) -> Result<PullResponse, RemoteError> {
+        let mut page = self
+            .through(|| self.inner.pull(access, space, cursor))
+            .await?;
+        if self.roll(|f| f.shuffle_page) {
+            // Deliver the page out of order: the client must cope (Automerge queues dependencies).
+            let mut dice = self
+                .dice
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for i in (1..page.changes.len()).rev() {
+                let j = usize::try_from(dice.below(i as u64 + 1)).unwrap_or(0);
+                page.changes.swap(i, j);
+            }
+        }
+        Ok(page)
+    }
+    async fn live(
+        &self,
+        access: Option<&str>,
+        space: &SpaceId,
+    ) -> Result<Box<dyn LiveHeads>, RemoteError> {
+        if self.offline.load(Ordering::SeqCst) {
+            return Err(RemoteError::Network {
+                reason: "chaos: offline".into(),
+            });
+        }
+        self.inner.live(access, space).await
+    }
+}
