@@ -176,7 +176,7 @@ impl Haven {
         replica.stage_account_keys(keys, &mut batch)?;
         replica.stage_singletons(&mut batch)?;
         replica.stage_meta(&mut batch)?;
-        replica.store.commit(batch)?;
+        replica.commit(batch)?;
         drop(replica);
         self.refresh_status();
         Ok(())
@@ -255,10 +255,10 @@ impl Haven {
         match self.remote.refresh_session(&current.refresh).await {
             Ok(session) => {
                 let tokens = tokens_of(&session, now);
-                let replica = self.replica();
+                let mut replica = self.replica();
                 let mut batch = WriteBatch::new();
                 records::put(&mut batch, Table::Keys, KEY_SESSION, &tokens)?;
-                replica.store.commit(batch)?;
+                replica.commit(batch)?;
                 Ok(tokens.access)
             }
             Err(error) => match error.code() {
@@ -320,7 +320,7 @@ impl Haven {
         let mut batch = WriteBatch::new();
         replica.stage_meta(&mut batch)?;
         batch.delete(Table::Keys, KEY_SESSION);
-        replica.store.commit(batch)?;
+        replica.commit(batch)?;
         Ok(())
     }
 
@@ -351,7 +351,7 @@ impl Haven {
         let mut batch = WriteBatch::new();
         replica.stage_account_keys(AccountKeys { rk, bundle, sealed }, &mut batch)?;
         replica.stage_meta(&mut batch)?;
-        replica.store.commit(batch)?;
+        replica.commit(batch)?;
         Ok(())
     }
 }

@@ -268,7 +268,7 @@ impl Haven {
             |doc: &mut JournalIndexDoc, now| doc.add_entry(&id, now, now).map(|_| ()),
             &mut batch,
         )?;
-        replica.store.commit(batch)?;
+        replica.commit(batch)?;
         drop(replica);
         self.note_local_change();
         Ok(id)

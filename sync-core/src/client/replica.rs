@@ -93,6 +93,10 @@ pub(crate) struct Replica {
     pub random: Arc<dyn Random>,
     docs: HashMap<DocId, CachedDoc>,
     counters: HashMap<Vec<u8>, u64>,
+    /// The outbox, mirrored in memory once read (listing it must not decrypt every record).
+    outbox_cache: Option<BTreeMap<Vec<u8>, OutboxRecord>>,
+    /// Documents with enough live envelopes to be worth a snapshot, once read.
+    snapshot_due: Option<HashSet<DocId>>,
     manifest_guard: ManifestGuard,
 }
 
@@ -176,6 +180,8 @@ impl Replica {
             random,
             docs: HashMap::new(),
             counters: HashMap::new(),
+            outbox_cache: None,
+            snapshot_due: None,
             manifest_guard,
         })
     }
@@ -235,6 +241,19 @@ impl Replica {
 
     pub(crate) fn stage_meta(&self, batch: &mut WriteBatch) -> HavenResult<()> {
         records::put(batch, Table::Meta, META_PROFILE, &self.meta)
+    }
+
+    /// Commits a batch. The in-memory caches were updated while staging; if the commit fails,
+    /// they are dropped and reread from the store, which holds exactly what was committed.
+    pub(crate) fn commit(&mut self, batch: WriteBatch) -> HavenResult<()> {
+        let result = self.store.commit(batch);
+        if result.is_err() {
+            self.docs.clear();
+            self.counters.clear();
+            self.outbox_cache = None;
+            self.snapshot_due = None;
+        }
+        Ok(result?)
     }
 
     // ---- documents --------------------------------------------------------------------------
@@ -343,6 +362,9 @@ impl Replica {
     fn stage_forget(&mut self, id: &DocId, batch: &mut WriteBatch) {
         self.docs.remove(id);
         self.summaries.remove(id);
+        if let Some(due) = self.snapshot_due.as_mut() {
+            due.remove(id);
+        }
         for table in [
             Table::Documents,
             Table::DocumentChanges,
@@ -483,7 +505,7 @@ impl Replica {
         let mut batch = WriteBatch::new();
         let changed = self.stage_edit(id, create_as, edit, &mut batch)?;
         if changed {
-            self.store.commit(batch)?;
+            self.commit(batch)?;
         }
         Ok(changed)
     }
@@ -654,7 +676,9 @@ impl Replica {
             attempted: false,
             envelope,
         };
-        records::put(batch, Table::Outbox, &position.to_be_bytes(), &record)?;
+        let key = position.to_be_bytes().to_vec();
+        records::put(batch, Table::Outbox, &key, &record)?;
+        self.outbox_map()?.insert(key, record);
         Ok(())
     }
 
@@ -747,27 +771,60 @@ impl Replica {
             &mut batch,
         )?;
         self.stage_forget(&id, &mut batch);
-        self.store.commit(batch)?;
+        self.commit(batch)?;
         Ok(())
     }
 
     // ---- the outbox -------------------------------------------------------------------------
 
-    /// The oldest outbox entries, up to `max` (in order).
-    pub(crate) fn outbox(&self, max: usize) -> HavenResult<Vec<(Vec<u8>, OutboxRecord)>> {
-        let scan = self.store.scan(Table::Outbox)?;
-        let mut out = Vec::new();
-        for (key, value) in scan.entries.into_iter().take(max) {
-            out.push((
-                key,
-                records::decode::<OutboxRecord>(&value, "outbox entry")?,
-            ));
+    fn outbox_map(&mut self) -> HavenResult<&mut BTreeMap<Vec<u8>, OutboxRecord>> {
+        if self.outbox_cache.is_none() {
+            let mut map = BTreeMap::new();
+            for (key, value) in self.store.scan(Table::Outbox)?.entries {
+                map.insert(
+                    key,
+                    records::decode::<OutboxRecord>(&value, "outbox entry")?,
+                );
+            }
+            self.outbox_cache = Some(map);
         }
-        Ok(out)
+        self.outbox_cache
+            .as_mut()
+            .ok_or_else(|| HavenError::Protocol("outbox cache".into()))
     }
 
-    pub(crate) fn outbox_len(&self) -> HavenResult<usize> {
-        Ok(self.store.scan(Table::Outbox)?.entries.len())
+    /// The oldest outbox entries, up to `max` (in order).
+    pub(crate) fn outbox(&mut self, max: usize) -> HavenResult<Vec<(Vec<u8>, OutboxRecord)>> {
+        Ok(self
+            .outbox_map()?
+            .iter()
+            .take(max)
+            .map(|(key, record)| (key.clone(), record.clone()))
+            .collect())
+    }
+
+    pub(crate) fn outbox_len(&mut self) -> HavenResult<usize> {
+        Ok(self.outbox_map()?.len())
+    }
+
+    /// Documents with something waiting in the outbox.
+    pub(crate) fn outbox_docs(&mut self) -> HavenResult<HashSet<DocId>> {
+        Ok(self
+            .outbox_map()?
+            .values()
+            .map(|record| record.envelope.doc)
+            .collect())
+    }
+
+    /// Removes an outbox entry (acked, or refused for good) in a batch.
+    pub(crate) fn stage_outbox_delete(
+        &mut self,
+        key: &[u8],
+        batch: &mut WriteBatch,
+    ) -> HavenResult<()> {
+        batch.delete(Table::Outbox, key);
+        self.outbox_map()?.remove(key);
+        Ok(())
     }
 
     // ---- cursors and seen envelopes -----------------------------------------------------------
@@ -797,7 +854,7 @@ impl Replica {
 
     /// Records that an envelope of a document is live on the server at `seq`.
     pub(crate) fn stage_seen(
-        &self,
+        &mut self,
         doc: &DocId,
         seq: u64,
         envelope: &Envelope,
@@ -824,6 +881,14 @@ impl Replica {
         if !record.live.iter().any(|(_, live)| *live == envelope.id) {
             record.live.push((seq, envelope.id));
             record.live.sort_unstable();
+        }
+        let due = record.live.len() >= SNAPSHOT_AFTER_ENVELOPES;
+        if let Some(set) = self.snapshot_due.as_mut() {
+            if due {
+                set.insert(*doc);
+            } else {
+                set.remove(doc);
+            }
         }
         records::put(batch, Table::Seen, doc_key(doc), record)
     }
@@ -1028,7 +1093,7 @@ impl Replica {
         let (report, _) = self.stage_pulled(&SpaceId::Public, &page, &mut batch)?;
         self.meta.bundled_content_loaded = true;
         self.stage_meta(&mut batch)?;
-        self.store.commit(batch)?;
+        self.commit(batch)?;
         Ok(report)
     }
 
@@ -1046,24 +1111,31 @@ impl Replica {
 
     /// Private documents with many live envelopes and nothing of theirs waiting in the outbox:
     /// candidates for a snapshot.
-    pub(crate) fn snapshot_candidates(
-        &self,
-        outbox_docs: &HashSet<DocId>,
-    ) -> HavenResult<Vec<(DocId, SeenRecord)>> {
-        let scan = self.store.scan(Table::Seen)?;
+    pub(crate) fn snapshot_candidates(&mut self) -> HavenResult<Vec<(DocId, SeenRecord)>> {
+        if self.snapshot_due.is_none() {
+            let mut due = HashSet::new();
+            for (key, value) in self.store.scan(Table::Seen)?.entries {
+                let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
+                    continue;
+                };
+                let seen: SeenRecord = records::decode(&value, "seen envelopes")?;
+                if seen.live.len() >= SNAPSHOT_AFTER_ENVELOPES {
+                    due.insert(DocId::from(doc));
+                }
+            }
+            self.snapshot_due = Some(due);
+        }
+        let waiting = self.outbox_docs()?;
+        let due: Vec<DocId> = self
+            .snapshot_due
+            .iter()
+            .flatten()
+            .filter(|doc| !waiting.contains(doc))
+            .copied()
+            .collect();
         let mut out = Vec::new();
-        for (key, value) in scan.entries {
-            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
-                continue;
-            };
-            let doc = DocId::from(doc);
-            if outbox_docs.contains(&doc) {
-                continue;
-            }
-            let seen: SeenRecord = records::decode(&value, "seen envelopes")?;
-            if seen.live.len() >= SNAPSHOT_AFTER_ENVELOPES {
-                out.push((doc, seen));
-            }
+        for doc in due {
+            out.push((doc, self.seen(&doc)?));
         }
         Ok(out)
     }

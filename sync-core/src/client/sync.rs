@@ -1,8 +1,6 @@
 //! One sync round: push the outbox, pull each space until caught up, heal a server that lost its
 //! tail, and snapshot documents whose envelopes pile up. Time-bounded by the caller's deadline.
 
-use std::collections::HashSet;
-
 use haven_protocol::api::PushResponse;
 use haven_protocol::{DocId, Envelope, ErrorCode, Kind, SpaceId};
 
@@ -154,7 +152,7 @@ impl Haven {
     }
 
     fn finish_round(&self, result: &HavenResult<SyncReport>) {
-        let replica = self.replica();
+        let mut replica = self.replica();
         let pending = replica.outbox_len().unwrap_or(usize::MAX);
         let cursor = replica
             .private_space()
@@ -240,7 +238,7 @@ impl Haven {
         answer: &PushResponse,
         healing: bool,
     ) -> HavenResult<PushOutcome> {
-        let replica = self.replica();
+        let mut replica = self.replica();
         let mut writes = WriteBatch::new();
         let mut outcome = PushOutcome::default();
         let mut seen = std::collections::HashMap::new();
@@ -249,7 +247,7 @@ impl Haven {
                 .iter()
                 .find(|(_, record)| record.envelope.id == ack.id)
             {
-                writes.delete(Table::Outbox, key);
+                replica.stage_outbox_delete(key, &mut writes)?;
                 replica.stage_seen(
                     &record.envelope.doc,
                     ack.seq,
@@ -272,22 +270,22 @@ impl Haven {
                 // A restored server may hold our envelope under the same id with other bytes
                 // (a fresh nonce): it has the content.
                 ErrorCode::IdConflict if healing => {
-                    writes.delete(Table::Outbox, key);
+                    replica.stage_outbox_delete(key, &mut writes)?;
                     outcome.removed += 1;
                 }
                 ErrorCode::DocDeleted => {
-                    writes.delete(Table::Outbox, key);
+                    replica.stage_outbox_delete(key, &mut writes)?;
                     outcome.removed += 1;
                 }
                 // The snapshot missed envelopes: drop it; the next round pulls them and snapshots
                 // again.
                 ErrorCode::SnapshotStale => {
-                    writes.delete(Table::Outbox, key);
+                    replica.stage_outbox_delete(key, &mut writes)?;
                     outcome.removed += 1;
                 }
                 ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable => {}
                 code => {
-                    writes.delete(Table::Outbox, key);
+                    replica.stage_outbox_delete(key, &mut writes)?;
                     outcome.removed += 1;
                     outcome.refused.push(format!(
                         "{} envelope of document {} refused ({}): {}",
@@ -299,7 +297,7 @@ impl Haven {
                 }
             }
         }
-        replica.store.commit(writes)?;
+        replica.commit(writes)?;
         Ok(outcome)
     }
 
@@ -328,12 +326,12 @@ impl Haven {
                 }
                 // A stale snapshot is simply dropped; the next round makes a fresh one.
                 Kind::Snapshot => {
-                    writes.delete(Table::Outbox, &key);
+                    replica.stage_outbox_delete(&key, &mut writes)?;
                     continue;
                 }
                 Kind::Tombstone => b"tombstone".to_vec(),
             };
-            writes.delete(Table::Outbox, &key);
+            replica.stage_outbox_delete(&key, &mut writes)?;
             replica.stage_sealed(
                 space,
                 &record.envelope.doc,
@@ -344,7 +342,7 @@ impl Haven {
                 &mut writes,
             )?;
         }
-        replica.store.commit(writes)?;
+        replica.commit(writes)?;
         Ok(())
     }
 
@@ -440,7 +438,7 @@ impl Haven {
         if let Some(next) = next {
             replica.stage_cursor(space, &next, &mut writes)?;
         }
-        replica.store.commit(writes)?;
+        replica.commit(writes)?;
         Ok(applied.needs_keys_at.is_some())
     }
 
@@ -458,19 +456,14 @@ impl Haven {
             }
             replica.stage_reupload_all(&mut writes)?;
         }
-        replica.store.commit(writes)?;
+        replica.commit(writes)?;
         Ok(())
     }
 
     /// Queues snapshots for documents whose live envelopes piled up. Returns how many.
     fn queue_snapshots(&self) -> HavenResult<usize> {
         let mut replica = self.replica();
-        let outbox_docs: HashSet<DocId> = replica
-            .outbox(usize::MAX)?
-            .into_iter()
-            .map(|(_, record)| record.envelope.doc)
-            .collect();
-        let candidates: Vec<(DocId, SeenRecord)> = replica.snapshot_candidates(&outbox_docs)?;
+        let candidates: Vec<(DocId, SeenRecord)> = replica.snapshot_candidates()?;
         let mut writes = WriteBatch::new();
         let mut queued = 0;
         for (doc, seen) in candidates {
@@ -479,7 +472,7 @@ impl Haven {
             }
         }
         if queued > 0 {
-            replica.store.commit(writes)?;
+            replica.commit(writes)?;
         }
         Ok(queued)
     }
