@@ -439,3 +439,27 @@ async fn sigterm_finishes_in_flight_pushes_and_keeps_every_ack() {
     }
     assert!(server.terminate().success());
 }
+
+/// The README's API tour (curl + python3) runs against the real binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_api_tour_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let tour = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/api-tour");
+    // `timeout` bounds the run; the tour talks to our server only.
+    let output = Command::new("timeout")
+        .args(["60", "bash", tour])
+        .env("HAVEN_SERVER", &server.base)
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("signed: True"), "{stdout}");
+    assert!(stdout.contains("\"seq\":1"), "{stdout}");
+    assert!(stdout.contains("{\"head\":1}"), "{stdout}");
+    assert!(server.terminate().success());
+}
