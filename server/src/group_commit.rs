@@ -104,3 +104,42 @@ impl From<FlushFailed> for crate::error::ApiError {
         Self::new(haven_protocol::ErrorCode::Unavailable, error.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::sled_kv::SledStore;
+    use crate::store::spy::SpyStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
+        let spy = Arc::new(SpyStore::over(sled, Duration::from_millis(20)));
+        let commits = GroupCommit::start(Arc::clone(&spy) as Arc<dyn Store>);
+        assert!(commits.needs_flush());
+        let writers: Vec<_> = (0..32)
+            .map(|_| {
+                let commits = commits.clone();
+                tokio::spawn(async move { commits.flush().await })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        let flushes = spy.flushes();
+        assert!(
+            flushes >= 1 && flushes < 32,
+            "32 writers took {flushes} flushes"
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_stores_need_no_flush() {
+        let commits = GroupCommit::start(Arc::new(crate::store::memory::MemoryStore::new()));
+        assert!(!commits.needs_flush());
+        commits.flush().await.unwrap();
+    }
+}

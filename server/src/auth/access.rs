@@ -146,8 +146,8 @@ mod tests {
     use super::*;
     use crate::auth::jwt::JwtConfig;
     use crate::auth::jwt::tests::T0;
-    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
+    use crate::store::spy::SpyStore;
     use haven_protocol::ErrorCode;
 
     const USER: HexId = HexId([1; 16]);

@@ -503,8 +503,8 @@ pub(crate) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
+    use crate::store::spy::SpyStore;
 
     pub(crate) const T0: u64 = 1_800_000_000;
 

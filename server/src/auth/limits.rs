@@ -133,8 +133,8 @@ fn address_bytes(client: IpAddr) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
+    use crate::store::spy::SpyStore;
     use haven_protocol::ErrorCode;
 
     /// A multiple of the 15-minute window, so the expected Retry-After values are exact.

@@ -30,9 +30,6 @@ pub mod limits;
 pub mod password;
 pub mod refresh;
 
-#[cfg(test)]
-mod test_support;
-
 pub use access::{AuthContext, Authenticator};
 pub use jwt::{AccessClaims, JwtConfig, KeyError, KeyInfo, KeySet, TokenError};
 pub use limits::{LoginLimiter, LoginLimits};
@@ -459,8 +456,8 @@ pub(crate) fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::auth::jwt::tests::T0;
-    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
+    use crate::store::spy::SpyStore;
 
     const USER: HexId = HexId([1; 16]);
     const DEVICE: DeviceId = haven_protocol::Bytes([2; 16]);

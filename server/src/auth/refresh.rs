@@ -359,8 +359,8 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::test_support::SpyStore;
     use crate::clock::ManualClock;
+    use crate::store::spy::SpyStore;
 
     const T0: u64 = 1_800_000_000;
     const USER: HexId = HexId([1; 16]);

@@ -24,6 +24,8 @@ pub mod sled_kv;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+pub(crate) mod spy;
 
 /// Failures of the storage engine itself. Rule outcomes (a conflict, a stale snapshot) are not
 /// errors: they are values in the operations' results.

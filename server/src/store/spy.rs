@@ -1,5 +1,6 @@
-//! TEST ONLY: the real [`MemoryStore`] behind a thin spy that counts the writes the auth tests
-//! assert on and can make the next session update lose its compare-and-swap (as if another
+//! TEST ONLY: a real store (memory by default, or any other) behind a thin spy that counts what
+//! tests assert on (session writes, key-set loads, flushes), can slow flushes down (to make group
+//! commit visible) and can make the next session update lose its compare-and-swap (as if another
 //! instance won). Every operation is the real store's.
 
 use std::collections::HashMap;
@@ -17,20 +18,46 @@ use crate::store::{
     LinkRecord, OneTimeToken, RateDecision, SessionRecord, Store, StoreResult,
 };
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SpyStore {
-    inner: MemoryStore,
+    inner: Arc<dyn Store>,
     /// Secrets of the JWT keys written through this store, for tests that sign tokens by hand.
     jwt_secrets: Mutex<HashMap<String, [u8; 32]>>,
     jwt_key_loads: AtomicUsize,
     session_writes: AtomicUsize,
     /// When set, the next `update_session` answers `Conflict` (as if another instance won).
     conflict_next_update: AtomicBool,
+    flushes: AtomicUsize,
+    /// Added to every flush, so concurrent writers pile up behind one.
+    flush_delay: std::time::Duration,
+}
+
+impl Default for SpyStore {
+    fn default() -> Self {
+        Self::over(Arc::new(MemoryStore::new()), std::time::Duration::ZERO)
+    }
 }
 
 impl SpyStore {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A spy over another store, with a delay added to each flush.
+    pub(crate) fn over(inner: Arc<dyn Store>, flush_delay: std::time::Duration) -> Self {
+        Self {
+            inner,
+            jwt_secrets: Mutex::default(),
+            jwt_key_loads: AtomicUsize::default(),
+            session_writes: AtomicUsize::default(),
+            conflict_next_update: AtomicBool::default(),
+            flushes: AtomicUsize::default(),
+            flush_delay,
+        }
+    }
+
+    pub(crate) fn flushes(&self) -> usize {
+        self.flushes.load(Ordering::SeqCst)
     }
 
     pub(crate) fn jwt_secret(&self, kid: &str) -> [u8; 32] {
@@ -156,6 +183,8 @@ impl Store for SpyStore {
     }
 
     async fn flush(&self) -> StoreResult<()> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.flush_delay).await;
         self.inner.flush().await
     }
 
