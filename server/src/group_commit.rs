@@ -131,7 +131,7 @@ mod tests {
         }
         let flushes = spy.flushes();
         assert!(
-            flushes >= 1 && flushes < 32,
+            (1..32).contains(&flushes),
             "32 writers took {flushes} flushes"
         );
     }
