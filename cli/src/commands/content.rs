@@ -6,8 +6,12 @@
 //!   network: a new first publication, or an existing bundle extended to the directory's content
 //!   (see `haven_core::content::PublicBundle` for why a shipped bundle is extended, never rebuilt).
 //!
-//! Both run offline. `publish` (pushing a content directory to a server) comes with the HTTP
-//! client.
+//! - `publish --key KEYFILE DIR`: the publisher's tool. Pulls the whole public space anonymously,
+//!   plans the publish that brings it to DIR (`plan_publish`), and pushes the signed envelopes in
+//!   batches; re-publishing unchanged content pushes nothing, an edited file pushes only its new
+//!   changes and a new manifest.
+//!
+//! `keygen` and `bundle` run offline.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use haven_core::content::{ContentKey, ContentSet, PublicBundle};
+
+use crate::GlobalArgs;
+
+mod publish;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ContentCommand {
@@ -46,9 +54,20 @@ pub(crate) enum ContentCommand {
         #[arg(long)]
         fresh: bool,
     },
+    /// Publish a content directory to the server of --server: pulls the public space, signs
+    /// what changed (content documents, then the manifest) and pushes it. Unchanged content
+    /// pushes nothing (unless the manifest has less than 30 days left: then it is re-signed).
+    Publish {
+        /// The content key file that signs the content (one the server trusts).
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// The content directory (`articles/*.md`, `resources/*.toml`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
-pub(crate) fn run(command: ContentCommand) -> anyhow::Result<()> {
+pub(crate) fn run(global: &GlobalArgs, command: ContentCommand) -> anyhow::Result<()> {
     match command {
         ContentCommand::Keygen { out } => keygen(&out),
         ContentCommand::Bundle {
@@ -57,6 +76,7 @@ pub(crate) fn run(command: ContentCommand) -> anyhow::Result<()> {
             out,
             fresh,
         } => bundle(&key, &dir, &out, fresh),
+        ContentCommand::Publish { key, dir } => publish::run(global, &key, &dir),
     }
 }
 
