@@ -27,7 +27,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 /// HAVEN_PASSWORD), from stdin with --password-stdin, or from a hidden prompt on a terminal;
 /// never from the command line.
 #[derive(Debug, Parser)]
-#[command(name = "haven", version, about, long_about = None)]
+#[command(name = "haven", version)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -37,6 +37,7 @@ struct Cli {
 
 /// Options every command accepts; the offline ones ignore `--server` and `--timeout`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct GlobalArgs {
     /// The Haven server's base URL.
     #[arg(
@@ -119,6 +120,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`haven journal list | head -1`): not an error.
+        Err(error) if output::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("haven: {}", one_line(&chain(&error)));
             ExitCode::FAILURE

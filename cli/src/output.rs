@@ -8,6 +8,34 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use serde::Serialize;
 
+/// `println!` that returns an error instead of panicking when stdout is gone (`haven … | head`):
+/// use it in functions returning `anyhow::Result`; `main` ends quietly on a broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(::std::format_args!($($arg)*))?
+    };
+}
+pub(crate) use say;
+
+/// Writes one line on stdout.
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
+/// Whether `error` comes from a reader that went away (`haven journal list | head -1`).
+pub(crate) fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The `--json` switch of listing commands.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub(crate) struct JsonArgs {

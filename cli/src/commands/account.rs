@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::GlobalArgs;
 use crate::device::{self, with_deadline};
+use crate::output::say;
 use crate::secrets::{self, PasswordArgs};
 
 /// Words of the recovery phrase asked back at registration.
@@ -31,6 +32,7 @@ pub(crate) enum AccountCommand {
     /// terminal, the words are read from stdin, one per line (after the password with
     /// --password-stdin).
     Register {
+        /// The account's username (not secret: pick one that does not name you).
         #[arg(long, value_name = "U")]
         username: String,
         /// This device's name in the account's device list (encrypted; only your devices see it).
@@ -41,6 +43,7 @@ pub(crate) enum AccountCommand {
     },
     /// Log this profile in to an existing account (a new device joins the account).
     Login {
+        /// The account's username (not secret: pick one that does not name you).
         #[arg(long, value_name = "U")]
         username: String,
         /// This device's name in the account's device list (encrypted; only your devices see it).
@@ -112,7 +115,7 @@ fn register(
         )));
     }
     device::close(haven)?;
-    println!(
+    say!(
         "Registered {username}; this profile is its first device. `haven journal add` writes, `haven sync` backs up."
     );
     Ok(())
@@ -152,7 +155,7 @@ fn check_phrase(phrase: &RecoveryPhrase) -> anyhow::Result<bool> {
     let numbers: Vec<String> = positions.iter().map(|p| (p + 1).to_string()).collect();
     let terminal = secrets::interactive() && std::io::stdout().is_terminal();
     if !terminal {
-        println!(
+        say!(
             "Recovery check: type words {} of the phrase, one per line.",
             numbers.join(", ")
         );
@@ -170,7 +173,7 @@ fn check_phrase(phrase: &RecoveryPhrase) -> anyhow::Result<bool> {
     // Clear the screen and the scrollback, and go home: the phrase must not stay readable.
     print!("\x1b[H\x1b[2J\x1b[3J");
     for attempt in 1..=CHECK_TRIES {
-        println!(
+        say!(
             "Recovery check: type words {} of your phrase.",
             numbers.join(", ")
         );
@@ -186,7 +189,7 @@ fn check_phrase(phrase: &RecoveryPhrase) -> anyhow::Result<bool> {
             return Ok(true);
         }
         if attempt < CHECK_TRIES {
-            println!("That does not match. Check your paper and try again.");
+            say!("That does not match. Check your paper and try again.");
         }
     }
     Ok(false)
@@ -209,7 +212,7 @@ fn login(
     let name = haven.username();
     device::close(haven)?;
     result.context("login")?;
-    println!(
+    say!(
         "Logged in as {}. Run `haven sync` to fetch your journal.",
         name.as_deref().unwrap_or(username)
     );
@@ -225,11 +228,9 @@ fn logout(global: &GlobalArgs) -> anyhow::Result<()> {
     device::close(haven)?;
     result.context("logout")?;
     if had_account {
-        println!(
-            "Logged out. The journal stays on this device, encrypted; `haven wipe` erases it."
-        );
+        say!("Logged out. The journal stays on this device, encrypted; `haven wipe` erases it.");
     } else {
-        println!("This profile has no account; nothing to log out.");
+        say!("This profile has no account; nothing to log out.");
     }
     Ok(())
 }
@@ -255,7 +256,7 @@ fn delete(global: &GlobalArgs, yes: bool, password_args: PasswordArgs) -> anyhow
     });
     device::close(haven)?;
     result.context("deleting the account")?;
-    println!(
+    say!(
         "The account {username} is erased on the server, for every device. This device keeps its copy until `haven wipe`; `haven journal export` can save it first."
     );
     Ok(())
@@ -266,7 +267,7 @@ fn confirm(username: &str) -> anyhow::Result<bool> {
     if !secrets::interactive() {
         bail!("deleting the account needs confirmation: add --yes");
     }
-    println!(
+    say!(
         "This erases the account {username} and its journal on the server, for every device. It cannot be undone."
     );
     let typed = secrets::ask(

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::GlobalArgs;
 use crate::device;
+use crate::output::say;
 use crate::output::{self, JsonArgs};
 use crate::secrets;
 
@@ -135,9 +136,11 @@ fn list(haven: &haven_core::Haven, output: JsonArgs) -> anyhow::Result<()> {
                 article.content_warnings.join(", ")
             )
         };
-        println!(
+        say!(
             "{:<28} {} ({} min){warnings}",
-            article.slug, article.title, article.reading_minutes
+            article.slug,
+            article.title,
+            article.reading_minutes
         );
     }
     Ok(())

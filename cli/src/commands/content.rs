@@ -21,6 +21,7 @@ use clap::Subcommand;
 use haven_core::content::{ContentKey, ContentSet, PublicBundle};
 
 use crate::GlobalArgs;
+use crate::output::say;
 
 mod publish;
 
@@ -84,7 +85,7 @@ fn keygen(out: &Path) -> anyhow::Result<()> {
     let key = ContentKey::generate().context("making a content key")?;
     key.save(out).context("writing the content key")?;
     // The public key alone on stdout, so that scripts can capture it; the advice on stderr.
-    println!("{}", key.public_key_base64());
+    say!("{}", key.public_key_base64());
     eprintln!(
         "haven: wrote the content key to {}. Keep it secret and off the server; devices pin the public key above.",
         out.display()
@@ -131,7 +132,7 @@ fn bundle(key_file: &Path, dir: &Path, out: &Path, fresh: bool) -> anyhow::Resul
         (Some(_), false) => "extended",
         (None, false) => "wrote",
     };
-    println!(
+    say!(
         "{what} {}: {} envelopes ({} articles, {} resource lists, manifest version {}), signed by {}",
         out.display(),
         bundle.envelopes.len(),

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::GlobalArgs;
 use crate::device;
+use crate::output::say;
 use crate::output::{self, JsonArgs};
 
 /// Where a body comes from: `--body TEXT` (`-` for stdin) or `--body-file PATH`.
@@ -64,6 +65,7 @@ impl BodyArgs {
 pub(crate) enum JournalCommand {
     /// Write a new entry; prints its id.
     Add {
+        /// The title (shown by `journal list`).
         #[arg(long, value_name = "T", default_value = "")]
         title: String,
         #[command(flatten)]
@@ -75,6 +77,7 @@ pub(crate) enum JournalCommand {
         /// The entry's id, or a unique prefix of it (6+ hex digits).
         #[arg(value_name = "ID")]
         id: String,
+        /// The new title.
         #[arg(long, value_name = "T")]
         title: Option<String>,
         #[command(flatten)]
@@ -171,7 +174,7 @@ fn run_on(haven: &Haven, command: JournalCommand) -> anyhow::Result<()> {
             let body = body.read()?;
             let body = body.as_deref().map_or("", String::as_str);
             let id = haven.journal_create(&title, body)?;
-            println!("{}", id.to_hex());
+            say!("{}", id.to_hex());
             Ok(())
         }
         JournalCommand::Edit {
@@ -185,7 +188,7 @@ fn run_on(haven: &Haven, command: JournalCommand) -> anyhow::Result<()> {
         JournalCommand::Delete { id } => {
             let id = resolve(haven, &id)?;
             haven.journal_delete(&id)?;
-            println!(
+            say!(
                 "Deleted {}. `haven sync` deletes it on your other devices.",
                 id.to_hex()
             );
@@ -245,7 +248,7 @@ fn edit(
     if let Some(text) = append {
         haven.journal_append_body(&id, text)?;
     }
-    println!("Updated {}.", id.to_hex());
+    say!("Updated {}.", id.to_hex());
     Ok(())
 }
 
@@ -275,7 +278,7 @@ fn list(haven: &Haven, output: JsonArgs) -> anyhow::Result<()> {
         } else {
             &entry.title
         };
-        println!(
+        say!(
             "{}  {}  {title}",
             output::short(&hex),
             output::minute(entry.updated_at)
@@ -355,7 +358,7 @@ fn history(haven: &Haven, id: &str, output: JsonArgs) -> anyhow::Result<()> {
         } else {
             format!("device {}", output::short(&change.actor))
         };
-        println!(
+        say!(
             "{}  {:<19} #{:<3} {}",
             output::minute(change.at),
             device,
@@ -375,7 +378,7 @@ fn export(haven: &Haven, format: &str, out: &Path) -> anyhow::Result<()> {
     let report = haven
         .export_journal(format, out)
         .context("exporting the journal")?;
-    println!(
+    say!(
         "Exported {} entries to {} ({} files).",
         report.entries,
         out.display(),

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::GlobalArgs;
 use crate::device::{self, with_deadline};
+use crate::output::say;
 use crate::output::{self, JsonArgs};
 
 #[derive(Debug, clap::Args)]
@@ -158,7 +159,7 @@ pub(crate) fn sync(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<()> {
     if args.output.json {
         output::print_json(&report_json(&haven, &report))?;
     } else {
-        println!("{}", report_line(&report));
+        say!("{}", report_line(&report));
         print_problems(&report);
         if haven.username().is_none() {
             eprintln!("haven: no account on this profile: synced the public content only");
@@ -174,18 +175,20 @@ fn watch(haven: &Haven, json: bool) -> anyhow::Result<()> {
         match round {
             Ok(report) if json => {
                 if let Ok(line) = serde_json::to_string(&report_json(haven, report)) {
-                    println!("{line}");
+                    let _ = output::write_line(format_args!("{line}"));
                 }
             }
             Ok(report) => {
-                println!("{now} {}", report_line(report));
+                let _ = output::write_line(format_args!("{now} {}", report_line(report)));
                 print_problems(report);
             }
             Err(error) if json => {
                 let line = serde_json::json!({ "error": error.to_string() });
-                println!("{line}");
+                let _ = output::write_line(format_args!("{line}"));
             }
-            Err(error) => println!("{now} error: {error}"),
+            Err(error) => {
+                let _ = output::write_line(format_args!("{now} error: {error}"));
+            }
         }
     };
     device::block_on(async { haven.run_live(stop_signal(), on_round).await })?
@@ -240,23 +243,23 @@ pub(crate) fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<(
     if args.output.json {
         output::print_json(&status)?;
     } else {
-        println!(
+        say!(
             "account: {}",
             status
                 .account
                 .as_deref()
                 .unwrap_or("none (public content only)")
         );
-        println!("state: {}", status.state.replace('_', " "));
-        println!("pending: {}", status.pending);
-        println!("last confirmed seq: {}", status.last_confirmed_seq);
-        println!("server head: {}", status.server_head);
-        println!(
+        say!("state: {}", status.state.replace('_', " "));
+        say!("pending: {}", status.pending);
+        say!("last confirmed seq: {}", status.last_confirmed_seq);
+        say!("server head: {}", status.server_head);
+        say!(
             "last error: {}",
             status.last_error.as_deref().unwrap_or("none")
         );
         if let Some(at) = status.last_synced_at {
-            println!("last synced: {}", output::iso(at));
+            say!("last synced: {}", output::iso(at));
         }
     }
     device::close(haven)

@@ -21,6 +21,7 @@ use haven_core::{Haven, HavenConfig};
 
 use crate::GlobalArgs;
 use crate::device;
+use crate::output::say;
 
 /// The most a wipe waits for the server to end the session.
 const LOGOUT_DEADLINE: Duration = Duration::from_secs(3);
@@ -67,7 +68,7 @@ pub(crate) fn run(global: &GlobalArgs, log_out_first: bool) -> anyhow::Result<()
         Err(_) => local_store::wipe(&dir, keystore.as_ref())
             .with_context(|| format!("wiping {}", dir.display()))?,
     };
-    println!(
+    say!(
         "Wiped {} ({} files removed).",
         dir.display(),
         report.files_removed

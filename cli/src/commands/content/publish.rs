@@ -26,6 +26,7 @@ use haven_protocol::{Envelope, SequencedEnvelope, SpaceId};
 
 use crate::GlobalArgs;
 use crate::device::{self, with_deadline};
+use crate::output::say;
 
 /// Envelopes per push (the server takes up to 1000 by default).
 const PUSH_BATCH: usize = 500;
@@ -63,12 +64,12 @@ pub(super) fn run(global: &GlobalArgs, key_file: &Path, dir: &Path) -> anyhow::R
             DocumentOutcome::Updated => "updated",
             DocumentOutcome::Unchanged => "unchanged",
         };
-        println!("{outcome:<9} {} {}", document.kind, document.slug);
+        say!("{outcome:<9} {} {}", document.kind, document.slug);
     }
     let manifest = report
         .manifest_version
         .map_or_else(|| "none".to_owned(), |version| version.to_string());
-    println!(
+    say!(
         "manifest version {manifest}{}; pushed {pushed} envelopes, signed by {}",
         if report.manifest_changed {
             " (new)"
