@@ -101,10 +101,12 @@ enum Command {
 
 fn main() -> ExitCode {
     install_panic_hook();
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(error) => error.exit(),
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return usage_error(&error),
     };
     let server_on_command_line = matches.value_source("server") == Some(ValueSource::CommandLine);
     let global = cli.global;
@@ -127,6 +129,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version print as clap prints them; a usage error becomes one `haven: ` line (its
+/// first paragraph, without the usage block) and exit status 2.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.use_stderr() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    eprintln!("haven: {}", usage_line(&error.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// `error: unexpected argument '--x' found\n\n  tip: …\n\nUsage: …` → `unexpected argument
+/// '--x' found (see --help)`.
+fn usage_line(rendered: &str) -> String {
+    let first = rendered.split("\n\n").next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{} (see --help)", one_line(first))
 }
 
 /// A panic is a bug; it still ends in one line. Its message is not printed: a message built by
@@ -191,6 +222,20 @@ mod tests {
     fn errors_fold_into_one_line() {
         assert_eq!(one_line("a\n  |\n  b \n\n"), "a | b");
         assert_eq!(one_line("single"), "single");
+    }
+
+    #[test]
+    fn usage_errors_fold_into_one_line() {
+        let error = Cli::command()
+            .try_get_matches_from(["haven", "account", "login"])
+            .expect_err("--username is required");
+        let line = usage_line(&error.render().to_string());
+        assert_eq!(line.lines().count(), 1);
+        assert!(line.contains("--username"), "{line}");
+        assert!(
+            !line.starts_with("error:") && !line.contains("Usage:"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -458,6 +458,12 @@ fn a_fresh_profile_with_no_network_reads_articles_and_hotlines() {
         &device.run(&["articles", "show", "no-such-article"]),
         "no article",
     );
+    // A usage error is one line too (exit status 2, as usual for usage errors).
+    let usage = device.run(&["account", "login"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(stderr(&usage).lines().count(), 1, "{}", stderr(&usage));
+    assert!(stderr(&usage).starts_with("haven: ") && stderr(&usage).contains("--username"));
+
     // A server that accepts connections and never answers: the deadline ends it.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", silent.local_addr().unwrap());
