@@ -8,7 +8,7 @@
 //! the command line (`--body TEXT`) lands in shell history and the process list: for anything
 //! private, use `--body-file PATH` or `--body -` (stdin).
 
-use std::io::{Read as _, Write as _};
+use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -41,6 +41,9 @@ impl BodyArgs {
     fn read(&self) -> anyhow::Result<Option<Zeroizing<String>>> {
         match (&self.body, &self.body_file) {
             (Some(body), _) if body == "-" => {
+                if std::io::stdin().is_terminal() {
+                    eprintln!("haven: type the body, then Ctrl-D on a line of its own");
+                }
                 let mut text = Zeroizing::new(String::new());
                 std::io::stdin()
                     .read_to_string(&mut text)

@@ -7,8 +7,8 @@
 //! `status --offline` shows the profile's own view without contacting the server.
 
 use anyhow::Context as _;
-use haven_core::Haven;
 use haven_core::client::{HavenResult, SyncReport, SyncState, SyncStatus};
+use haven_core::{Haven, HavenError};
 use serde::Serialize;
 
 use crate::GlobalArgs;
@@ -146,8 +146,15 @@ pub(crate) fn sync(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<()> {
         device::close(haven)?;
         return result;
     }
+    let username = haven.username();
     let result = with_deadline(global, "sync", async {
-        haven.sync_once().await.map_err(anyhow::Error::new)
+        haven.sync_once().await.map_err(|error| match (error, &username) {
+            // The profile keeps its account after `account logout`; say what to do.
+            (HavenError::NotLoggedIn, Some(username)) => anyhow::anyhow!(
+                "this device is logged out of {username}: run `haven account login --username {username}`"
+            ),
+            (error, _) => anyhow::Error::new(error),
+        })
     });
     let report = match result {
         Ok(report) => report,
@@ -250,7 +257,12 @@ pub(crate) fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<(
                 .as_deref()
                 .unwrap_or("none (public content only)")
         );
-        say!("state: {}", status.state.replace('_', " "));
+        let unchecked = if args.offline && status.state == "pending" {
+            " (not checked with the server; `haven status` without --offline checks)"
+        } else {
+            ""
+        };
+        say!("state: {}{unchecked}", status.state.replace('_', " "));
         say!("pending: {}", status.pending);
         say!("last confirmed seq: {}", status.last_confirmed_seq);
         say!("server head: {}", status.server_head);
