@@ -141,12 +141,22 @@ impl Device {
     /// Registers `username`, answering the recovery check from the phrase it printed (`wrong`:
     /// with wrong words). Returns the output.
     fn register(&self, username: &str, wrong: bool) -> Output {
-        let mut child = self
-            .command(&["account", "register", "--username", username])
-            .env("HAVEN_PASSWORD", PASSWORD)
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
+        self.register_with(username, wrong, false)
+    }
+
+    /// [`Device::register`], the password from the first line of stdin with `password_stdin`.
+    fn register_with(&self, username: &str, wrong: bool, password_stdin: bool) -> Output {
+        let mut command = self.command(&["account", "register", "--username", username]);
+        command.stdin(Stdio::piped());
+        if password_stdin {
+            command.arg("--password-stdin");
+        } else {
+            command.env("HAVEN_PASSWORD", PASSWORD);
+        }
+        let mut child = command.spawn().unwrap();
+        if password_stdin {
+            writeln!(child.stdin.as_mut().unwrap(), "{PASSWORD}").unwrap();
+        }
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut words: Vec<String> = Vec::new();
         let mut transcript = String::new();
@@ -484,8 +494,9 @@ fn errors_are_one_line_and_name_the_problem() {
     let server = Server::start();
     let a = Device::new(&server.url);
 
-    // Wrong words: nothing is sent; the account does not exist afterwards.
-    let output = a.register("wrong-words", true);
+    // Wrong words: nothing is sent; the account does not exist afterwards. (The password comes
+    // from stdin here, before the words.)
+    let output = a.register_with("wrong-words", true, true);
     assert_one_line_error(&output, "nothing was sent");
     let other = Device::new(&server.url);
     assert_one_line_error(
@@ -493,7 +504,10 @@ fn errors_are_one_line_and_name_the_problem() {
         "wrong username or password",
     );
 
-    assert_success(&a.register("typo-prone", false), &["account", "register"]);
+    assert_success(
+        &a.register_with("typo-prone", false, true),
+        &["account", "register", "--password-stdin"],
+    );
     assert_one_line_error(
         &other.run_with_password(
             &["account", "login", "--username", "typo-prone"],
