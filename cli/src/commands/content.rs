@@ -6,8 +6,12 @@
 //!   network: a new first publication, or an existing bundle extended to the directory's content
 //!   (see `haven_core::content::PublicBundle` for why a shipped bundle is extended, never rebuilt).
 //!
-//! Both run offline. `publish` (pushing a content directory to a server) comes with the HTTP
-//! client.
+//! - `publish --key KEYFILE DIR`: the publisher's tool. Pulls the whole public space anonymously,
+//!   plans the publish that brings it to DIR (`plan_publish`), and pushes the signed envelopes in
+//!   batches; re-publishing unchanged content pushes nothing, an edited file pushes only its new
+//!   changes and a new manifest.
+//!
+//! `keygen` and `bundle` run offline.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use haven_core::content::{ContentKey, ContentSet, PublicBundle};
+
+use crate::GlobalArgs;
+use crate::output::say;
+
+mod publish;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ContentCommand {
@@ -46,9 +55,20 @@ pub(crate) enum ContentCommand {
         #[arg(long)]
         fresh: bool,
     },
+    /// Publish a content directory to the server of --server: pulls the public space, signs
+    /// what changed (content documents, then the manifest) and pushes it. Unchanged content
+    /// pushes nothing (unless the manifest has less than 30 days left: then it is re-signed).
+    Publish {
+        /// The content key file that signs the content (one the server trusts).
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// The content directory (`articles/*.md`, `resources/*.toml`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
-pub(crate) fn run(command: ContentCommand) -> anyhow::Result<()> {
+pub(crate) fn run(global: &GlobalArgs, command: ContentCommand) -> anyhow::Result<()> {
     match command {
         ContentCommand::Keygen { out } => keygen(&out),
         ContentCommand::Bundle {
@@ -57,6 +77,7 @@ pub(crate) fn run(command: ContentCommand) -> anyhow::Result<()> {
             out,
             fresh,
         } => bundle(&key, &dir, &out, fresh),
+        ContentCommand::Publish { key, dir } => publish::run(global, &key, &dir),
     }
 }
 
@@ -64,7 +85,7 @@ fn keygen(out: &Path) -> anyhow::Result<()> {
     let key = ContentKey::generate().context("making a content key")?;
     key.save(out).context("writing the content key")?;
     // The public key alone on stdout, so that scripts can capture it; the advice on stderr.
-    println!("{}", key.public_key_base64());
+    say!("{}", key.public_key_base64());
     eprintln!(
         "haven: wrote the content key to {}. Keep it secret and off the server; devices pin the public key above.",
         out.display()
@@ -111,7 +132,7 @@ fn bundle(key_file: &Path, dir: &Path, out: &Path, fresh: bool) -> anyhow::Resul
         (Some(_), false) => "extended",
         (None, false) => "wrote",
     };
-    println!(
+    say!(
         "{what} {}: {} envelopes ({} articles, {} resource lists, manifest version {}), signed by {}",
         out.display(),
         bundle.envelopes.len(),

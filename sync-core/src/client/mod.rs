@@ -6,6 +6,7 @@
 //! the device unencrypted, and nothing here logs it.
 
 mod account;
+mod cli_support;
 mod error;
 pub mod export;
 mod live;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ed25519_dalek::VerifyingKey;
 use haven_protocol::{DocId, SpaceId};
 
+pub use cli_support::PendingRegistration;
 pub use error::{HavenError, HavenResult};
 pub use sync::{SyncReport, SyncState, SyncStatus};
 

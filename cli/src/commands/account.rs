@@ -1,0 +1,278 @@
+//! `haven account register|login|logout|delete`: the commands that need the server (and, but for
+//! logout, the password).
+//!
+//! Registration checks the recovery phrase *before* anything is sent: the account is made on the
+//! device (`Haven::prepare_registration`), the phrase shown once, three of its words asked back,
+//! and only then is the account created on the server. A wrong answer leaves nothing anywhere.
+
+use std::io::{IsTerminal as _, Write as _};
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use haven_core::crypto::RecoveryPhrase;
+use haven_core::env::OsRandom;
+use zeroize::Zeroizing;
+
+use crate::GlobalArgs;
+use crate::device::{self, with_deadline};
+use crate::output::say;
+use crate::secrets::{self, PasswordArgs};
+
+/// Words of the recovery phrase asked back at registration.
+const CHECKED_WORDS: usize = 3;
+/// Tries at the recovery check on a terminal (a typo should not cost a new phrase).
+const CHECK_TRIES: usize = 3;
+/// What the device calls itself in the account's device list (encrypted in the key bundle).
+const DEFAULT_DEVICE_NAME: &str = "haven command line";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Create an account with this profile as its first device. Shows the 24-word recovery
+    /// phrase once, then asks three of its words back; a wrong answer creates nothing. Without a
+    /// terminal, the words are read from stdin, one per line (after the password with
+    /// --password-stdin).
+    Register {
+        /// The account's username (not secret: pick one that does not name you).
+        #[arg(long, value_name = "U")]
+        username: String,
+        /// This device's name in the account's device list (encrypted; only your devices see it).
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_DEVICE_NAME)]
+        device_name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Log this profile in to an existing account (a new device joins the account).
+    Login {
+        /// The account's username (not secret: pick one that does not name you).
+        #[arg(long, value_name = "U")]
+        username: String,
+        /// This device's name in the account's device list (encrypted; only your devices see it).
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_DEVICE_NAME)]
+        device_name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Log this device out. The journal stays on this device (`haven wipe` erases it).
+    Logout,
+    /// Erase the account on the server, for every device (needs the password again). This
+    /// device keeps its copy until `haven wipe`, so it can still be exported.
+    Delete {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+pub(crate) fn run(global: &GlobalArgs, command: AccountCommand) -> anyhow::Result<()> {
+    match command {
+        AccountCommand::Register {
+            username,
+            device_name,
+            password,
+        } => register(global, &username, &device_name, password),
+        AccountCommand::Login {
+            username,
+            device_name,
+            password,
+        } => login(global, &username, &device_name, password),
+        AccountCommand::Logout => logout(global),
+        AccountCommand::Delete { yes, password } => delete(global, yes, password),
+    }
+}
+
+fn register(
+    global: &GlobalArgs,
+    username: &str,
+    device_name: &str,
+    password_args: PasswordArgs,
+) -> anyhow::Result<()> {
+    let password = secrets::new_password(password_args)?;
+    let haven = device::open_online(global)?;
+    // Offline: keys, sealed bundle and phrase; refuses a weak password before showing anything.
+    let pending = haven
+        .prepare_registration(username, &password, device_name)
+        .context("registration")?;
+    let username = pending.username().to_owned();
+    show_phrase(pending.phrase())?;
+    if !check_phrase(pending.phrase())? {
+        device::close(haven)?;
+        bail!(
+            "those words do not match the recovery phrase; nothing was sent and no account was created. Run `haven account register` again (you will get a new phrase)"
+        );
+    }
+    let created = with_deadline(global, "registration", async {
+        haven
+            .complete_registration(pending, &password, device_name)
+            .await
+            .map_err(anyhow::Error::new)
+    });
+    if let Err(error) = created {
+        device::close(haven)?;
+        return Err(error.context(format!(
+            "registration of {username} did not finish (if `haven account login --username {username}` works, the account exists; if not, nothing was kept and the phrase above is void)"
+        )));
+    }
+    device::close(haven)?;
+    say!(
+        "Registered {username}; this profile is its first device. `haven journal add` writes, `haven sync` backs up."
+    );
+    Ok(())
+}
+
+/// Prints the phrase once, with the warning that goes with it.
+fn show_phrase(phrase: &RecoveryPhrase) -> anyhow::Result<()> {
+    let words = phrase.words();
+    let mut text = Zeroizing::new(String::new());
+    text.push_str(
+        "Your recovery phrase. It is shown this once and never again.\n\
+         Write the 24 words on paper, in order, and keep the paper somewhere only you can reach.\n\
+         With it you can get back into your journal if you forget your password; without it, nobody\n\
+         can (not even Haven). Anyone who has it can read your journal: do not photograph it or\n\
+         store it on this computer.\n\n",
+    );
+    for (row, chunk) in words.chunks(4).enumerate() {
+        for (column, word) in chunk.iter().enumerate() {
+            let number = row * 4 + column + 1;
+            text.push_str(&format!("{number:>4}. {word:<10}"));
+        }
+        text.push('\n');
+    }
+    text.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
+/// Asks some words of the phrase back. On a terminal: waits until the words are written down,
+/// clears the screen (so the check is not read off it) and allows a few tries. Otherwise: one
+/// line announcing the word numbers, then one answer per stdin line.
+fn check_phrase(phrase: &RecoveryPhrase) -> anyhow::Result<bool> {
+    let positions = RecoveryPhrase::challenge(&OsRandom, CHECKED_WORDS);
+    let numbers: Vec<String> = positions.iter().map(|p| (p + 1).to_string()).collect();
+    let terminal = secrets::interactive() && std::io::stdout().is_terminal();
+    if !terminal {
+        say!(
+            "Recovery check: type words {} of the phrase, one per line.",
+            numbers.join(", ")
+        );
+        let mut answers = Vec::new();
+        for number in &numbers {
+            answers.push(secrets::read_stdin_line(&format!("word {number}"))?);
+        }
+        let answers: Vec<&str> = answers.iter().map(|a| a.as_str()).collect();
+        return Ok(phrase.check_words(&positions, &answers));
+    }
+    secrets::ask(
+        "Press Enter once the words are written down (the screen will be cleared).",
+        "Enter",
+    )?;
+    // Clear the screen and the scrollback, and go home: the phrase must not stay readable.
+    print!("\x1b[H\x1b[2J\x1b[3J");
+    for attempt in 1..=CHECK_TRIES {
+        say!(
+            "Recovery check: type words {} of your phrase.",
+            numbers.join(", ")
+        );
+        let mut answers = Vec::new();
+        for number in &numbers {
+            answers.push(secrets::ask(
+                &format!("Word {number}: "),
+                &format!("word {number}"),
+            )?);
+        }
+        let answers: Vec<&str> = answers.iter().map(|a| a.as_str()).collect();
+        if phrase.check_words(&positions, &answers) {
+            return Ok(true);
+        }
+        if attempt < CHECK_TRIES {
+            say!("That does not match. Check your paper and try again.");
+        }
+    }
+    Ok(false)
+}
+
+fn login(
+    global: &GlobalArgs,
+    username: &str,
+    device_name: &str,
+    password_args: PasswordArgs,
+) -> anyhow::Result<()> {
+    let password = secrets::password(password_args)?;
+    let haven = device::open_online(global)?;
+    let result = with_deadline(global, "login", async {
+        haven
+            .login(username, &password, device_name)
+            .await
+            .map_err(anyhow::Error::new)
+    });
+    let name = haven.username();
+    device::close(haven)?;
+    result.context("login")?;
+    say!(
+        "Logged in as {}. Run `haven sync` to fetch your journal.",
+        name.as_deref().unwrap_or(username)
+    );
+    Ok(())
+}
+
+fn logout(global: &GlobalArgs) -> anyhow::Result<()> {
+    let haven = device::open_online(global)?;
+    let had_account = haven.username().is_some();
+    let result = with_deadline(global, "logout", async {
+        haven.logout().await.map_err(anyhow::Error::new)
+    });
+    device::close(haven)?;
+    result.context("logout")?;
+    if had_account {
+        say!("Logged out. The journal stays on this device, encrypted; `haven wipe` erases it.");
+    } else {
+        say!("This profile has no account; nothing to log out.");
+    }
+    Ok(())
+}
+
+fn delete(global: &GlobalArgs, yes: bool, password_args: PasswordArgs) -> anyhow::Result<()> {
+    let haven = device::open_online(global)?;
+    let Some(username) = haven.username() else {
+        device::close(haven)?;
+        bail!("no account on this profile: nothing to delete");
+    };
+    let confirmed = yes || confirm(&username)?;
+    if !confirmed {
+        device::close(haven)?;
+        bail!("not confirmed; the account was not deleted");
+    }
+    let result = secrets::password(password_args).and_then(|password| {
+        with_deadline(global, "account deletion", async {
+            haven
+                .delete_account(&password)
+                .await
+                .map_err(anyhow::Error::new)
+        })
+    });
+    device::close(haven)?;
+    result.context("deleting the account")?;
+    say!(
+        "The account {username} is erased on the server, for every device. This device keeps its copy until `haven wipe`; `haven journal export` can save it first."
+    );
+    Ok(())
+}
+
+/// Asks, on a terminal, to type the username to confirm. Without a terminal, `--yes` is needed.
+fn confirm(username: &str) -> anyhow::Result<bool> {
+    if !secrets::interactive() {
+        bail!("deleting the account needs confirmation: add --yes");
+    }
+    say!(
+        "This erases the account {username} and its journal on the server, for every device. It cannot be undone."
+    );
+    let typed = secrets::ask(
+        &format!("Type the username ({username}) to confirm: "),
+        "the confirmation",
+    )?;
+    Ok(typed.trim() == username)
+}

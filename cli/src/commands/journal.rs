@@ -1,0 +1,391 @@
+//! `haven journal …`: the private journal, fully offline (edits go to the encrypted store and
+//! the outbox at once; `haven sync` sends them).
+//!
+//! Entry ids are printed in full by `add` and as 12-digit prefixes by `list`; every command takes
+//! the full id or any unique prefix of 6 or more hex digits.
+//!
+//! Only `show` and `export` print journal text; `list` shows titles, never bodies. Text given on
+//! the command line (`--body TEXT`) lands in shell history and the process list: for anything
+//! private, use `--body-file PATH` or `--body -` (stdin).
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use haven_core::client::export::{ExportFormat, PLAINTEXT_WARNING};
+use haven_core::{Haven, HavenError};
+use haven_protocol::DocId;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::GlobalArgs;
+use crate::device;
+use crate::output::say;
+use crate::output::{self, JsonArgs};
+
+/// Where a body comes from: `--body TEXT` (`-` for stdin) or `--body-file PATH`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BodyArgs {
+    /// The body text; `-` reads it from stdin. Visible in shell history and the process list:
+    /// prefer `--body-file` or `--body -` for anything private.
+    #[arg(long, value_name = "B", conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Read the body from a file (UTF-8).
+    #[arg(long, value_name = "PATH")]
+    body_file: Option<PathBuf>,
+}
+
+impl BodyArgs {
+    /// The body, if one was given.
+    fn read(&self) -> anyhow::Result<Option<Zeroizing<String>>> {
+        match (&self.body, &self.body_file) {
+            (Some(body), _) if body == "-" => {
+                if std::io::stdin().is_terminal() {
+                    eprintln!("haven: type the body, then Ctrl-D on a line of its own");
+                }
+                let mut text = Zeroizing::new(String::new());
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading the body from stdin (it must be UTF-8)")?;
+                Ok(Some(text))
+            }
+            (Some(body), _) => Ok(Some(Zeroizing::new(body.clone()))),
+            (None, Some(path)) => {
+                let bytes = Zeroizing::new(
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                );
+                let text = std::str::from_utf8(&bytes)
+                    .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+                Ok(Some(Zeroizing::new(text.to_owned())))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JournalCommand {
+    /// Write a new entry; prints its id.
+    Add {
+        /// The title (shown by `journal list`).
+        #[arg(long, value_name = "T", default_value = "")]
+        title: String,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Edit an entry: replace the title and/or the body, or append to the body. Edits merge with
+    /// edits made on other devices.
+    Edit {
+        /// The entry's id, or a unique prefix of it (6+ hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The new title.
+        #[arg(long, value_name = "T")]
+        title: Option<String>,
+        #[command(flatten)]
+        body: BodyArgs,
+        /// Text to add at the end of the body, exactly as given (include a leading space or
+        /// newline if you want one).
+        #[arg(long, value_name = "TEXT")]
+        append: Option<String>,
+    },
+    /// The entries, most recently updated first (ids and titles; never bodies).
+    List {
+        #[command(flatten)]
+        output: JsonArgs,
+    },
+    /// One entry, whole.
+    Show {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        output: JsonArgs,
+    },
+    /// Delete an entry, on every device of the account once synced.
+    Delete {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// An entry's edit history: when, from which device, what changed.
+    History {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        output: JsonArgs,
+    },
+    /// Export the journal as plain files, decrypted: markdown (one file per entry), json (one
+    /// file) or automerge (one `<id>.automerge` per entry, loadable by any Automerge 2/3).
+    Export {
+        #[arg(long, value_name = "FORMAT", value_parser = ["markdown", "json", "automerge"])]
+        format: String,
+        /// The folder to write into (created private to you if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// One element of `haven journal list --json`.
+#[derive(Debug, Serialize)]
+struct SummaryJson {
+    id: String,
+    title: String,
+    mood: Option<String>,
+    tags: Vec<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// `haven journal show --json`.
+#[derive(Debug, Serialize)]
+struct EntryJson {
+    id: String,
+    title: String,
+    body: String,
+    mood: Option<String>,
+    tags: Vec<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// One element of `haven journal history --json`.
+#[derive(Debug, Serialize)]
+struct ChangeJson {
+    /// The Automerge change hash (hex).
+    hash: String,
+    /// The device (Automerge actor, hex) that made the change.
+    actor: String,
+    /// Whether that device is this one.
+    this_device: bool,
+    seq: u64,
+    /// Unix ms, by the editing device's clock (advisory).
+    at: i64,
+    /// What the edit touched (`title`, `body`, …), when recorded.
+    message: Option<String>,
+}
+
+pub(crate) fn run(global: &GlobalArgs, command: JournalCommand) -> anyhow::Result<()> {
+    let haven = device::open_offline(global)?;
+    let result = run_on(&haven, command);
+    device::close(haven)?;
+    result
+}
+
+fn run_on(haven: &Haven, command: JournalCommand) -> anyhow::Result<()> {
+    match command {
+        JournalCommand::Add { title, body } => {
+            let body = body.read()?;
+            let body = body.as_deref().map_or("", String::as_str);
+            let id = haven.journal_create(&title, body)?;
+            say!("{}", id.to_hex());
+            Ok(())
+        }
+        JournalCommand::Edit {
+            id,
+            title,
+            body,
+            append,
+        } => edit(haven, &id, title.as_deref(), &body, append.as_deref()),
+        JournalCommand::List { output } => list(haven, output),
+        JournalCommand::Show { id, output } => show(haven, &id, output),
+        JournalCommand::Delete { id } => {
+            let id = resolve(haven, &id)?;
+            haven.journal_delete(&id)?;
+            say!(
+                "Deleted {}. `haven sync` deletes it on your other devices.",
+                id.to_hex()
+            );
+            Ok(())
+        }
+        JournalCommand::History { id, output } => history(haven, &id, output),
+        JournalCommand::Export { format, out } => export(haven, &format, &out),
+    }
+}
+
+/// A full id, or the one entry whose id starts with the given prefix (6+ hex digits).
+fn resolve(haven: &Haven, text: &str) -> anyhow::Result<DocId> {
+    match haven.resolve_entry(text) {
+        Ok(id) => Ok(id),
+        Err(HavenError::NotFound { .. }) => {
+            let prefix = text.trim().to_ascii_lowercase();
+            if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("{text:?} is not an entry id (ids are hex; `haven journal list` shows them)");
+            }
+            if prefix.len() < 6 {
+                bail!(
+                    "give at least 6 characters of the entry id (`haven journal list` shows them)"
+                );
+            }
+            let matching = haven
+                .journal_list()
+                .iter()
+                .filter(|entry| entry.id.to_hex().starts_with(&prefix))
+                .count();
+            if matching > 1 {
+                bail!("{prefix} matches {matching} entries; give more characters of the id");
+            }
+            bail!("no journal entry with id {prefix}")
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn edit(
+    haven: &Haven,
+    id: &str,
+    title: Option<&str>,
+    body: &BodyArgs,
+    append: Option<&str>,
+) -> anyhow::Result<()> {
+    let body = body.read()?;
+    if title.is_none() && body.is_none() && append.is_none() {
+        bail!("nothing to change: give --title, --body, --body-file or --append");
+    }
+    let id = resolve(haven, id)?;
+    if let Some(title) = title {
+        haven.journal_set_title(&id, title)?;
+    }
+    if let Some(body) = &body {
+        haven.journal_set_body(&id, body)?;
+    }
+    if let Some(text) = append {
+        haven.journal_append_body(&id, text)?;
+    }
+    say!("Updated {}.", id.to_hex());
+    Ok(())
+}
+
+fn list(haven: &Haven, output: JsonArgs) -> anyhow::Result<()> {
+    let entries = haven.journal_list();
+    if output.json {
+        let json: Vec<SummaryJson> = entries
+            .into_iter()
+            .map(|entry| SummaryJson {
+                id: entry.id.to_hex(),
+                title: entry.title,
+                mood: entry.mood,
+                tags: entry.tags,
+                created_at: entry.created_at,
+                updated_at: entry.updated_at,
+            })
+            .collect();
+        return output::print_json(&json);
+    }
+    if entries.is_empty() {
+        eprintln!("haven: no journal entries on this profile");
+    }
+    for entry in entries {
+        let hex = entry.id.to_hex();
+        let title = if entry.title.is_empty() {
+            "(untitled)"
+        } else {
+            &entry.title
+        };
+        say!(
+            "{}  {}  {title}",
+            output::short(&hex),
+            output::minute(entry.updated_at)
+        );
+    }
+    Ok(())
+}
+
+fn show(haven: &Haven, id: &str, output: JsonArgs) -> anyhow::Result<()> {
+    let id = resolve(haven, id)?;
+    let entry = haven.journal_get(&id)?;
+    if output.json {
+        return output::print_json(&EntryJson {
+            id: id.to_hex(),
+            title: entry.title,
+            body: entry.body,
+            mood: entry.mood,
+            tags: entry.tags,
+            created_at: entry.created_at,
+            updated_at: entry.updated_at,
+        });
+    }
+    let mut text = Zeroizing::new(String::new());
+    text.push_str(&format!(
+        "{}\n",
+        if entry.title.is_empty() {
+            "(untitled)"
+        } else {
+            &entry.title
+        }
+    ));
+    text.push_str(&format!(
+        "id {} · written {} · updated {}",
+        id.to_hex(),
+        output::minute(entry.created_at),
+        output::minute(entry.updated_at)
+    ));
+    if let Some(mood) = &entry.mood {
+        text.push_str(&format!(" · mood {mood}"));
+    }
+    if !entry.tags.is_empty() {
+        text.push_str(&format!(" · tags {}", entry.tags.join(", ")));
+    }
+    text.push_str("\n\n");
+    text.push_str(&entry.body);
+    if !entry.body.ends_with('\n') {
+        text.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
+fn history(haven: &Haven, id: &str, output: JsonArgs) -> anyhow::Result<()> {
+    let id = resolve(haven, id)?;
+    let changes = haven.journal_history(&id)?;
+    let me = haven.device_id().to_hex();
+    let json: Vec<ChangeJson> = changes
+        .into_iter()
+        .map(|change| ChangeJson {
+            this_device: change.actor == me,
+            hash: change.hash,
+            actor: change.actor,
+            seq: change.seq,
+            at: change.time_secs.saturating_mul(1000),
+            message: change.message,
+        })
+        .collect();
+    if output.json {
+        return output::print_json(&json);
+    }
+    for change in json {
+        let device = if change.this_device {
+            "this device".to_owned()
+        } else {
+            format!("device {}", output::short(&change.actor))
+        };
+        say!(
+            "{}  {:<19} #{:<3} {}",
+            output::minute(change.at),
+            device,
+            change.seq,
+            change.message.as_deref().unwrap_or("edit")
+        );
+    }
+    Ok(())
+}
+
+fn export(haven: &Haven, format: &str, out: &Path) -> anyhow::Result<()> {
+    let format = ExportFormat::parse(format)
+        .ok_or_else(|| anyhow::anyhow!("unknown format {format:?}: markdown, json or automerge"))?;
+    eprintln!("haven: {PLAINTEXT_WARNING}");
+    device::create_private_dir(out)
+        .with_context(|| format!("creating the export folder {}", out.display()))?;
+    let report = haven
+        .export_journal(format, out)
+        .context("exporting the journal")?;
+    say!(
+        "Exported {} entries to {} ({} files).",
+        report.entries,
+        out.display(),
+        report.files.len()
+    );
+    Ok(())
+}
