@@ -104,7 +104,7 @@ fn register(
     }
     let created = with_deadline(global, "registration", async {
         haven
-            .complete_registration(pending, &password, device_name)
+            .complete_registration(pending)
             .await
             .map_err(anyhow::Error::new)
     });

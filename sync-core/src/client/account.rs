@@ -18,14 +18,44 @@ use crate::crypto::{
 use crate::local_store::{Table, WriteBatch};
 use crate::remote::RemoteError;
 
+/// An account made on this device but not yet sent to the server (see
+/// [`Haven::prepare_registration`]).
+pub struct PendingRegistration {
+    request: CreateAccountRequest,
+    phrase: RecoveryPhrase,
+    keys: AccountKeys,
+}
+
+impl PendingRegistration {
+    /// The recovery phrase of the account-to-be: show it once, then check some words.
+    pub fn phrase(&self) -> &RecoveryPhrase {
+        &self.phrase
+    }
+
+    /// The normalised username the account will have.
+    pub fn username(&self) -> &str {
+        &self.request.username
+    }
+}
+
+impl std::fmt::Debug for PendingRegistration {
+    // The request carries the login proof, the phrase is the account's master secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRegistration")
+            .field("username", &self.request.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Refresh the access token when it has less than this left.
 const REFRESH_MARGIN_MS: i64 = 60_000;
 /// Attempts at a compare-and-swap of the key bundle before giving up.
 const BUNDLE_CAS_ATTEMPTS: usize = 3;
 
 impl Haven {
-    /// Creates an account with this profile as its first device. Returns the recovery phrase:
-    /// show it once, and ask for some of its words back (see [`RecoveryPhrase::challenge`]).
+    /// Creates an account with this profile as its first device: [`Haven::prepare_registration`]
+    /// then [`Haven::complete_registration`]. Returns the recovery phrase: show it once. Hosts
+    /// that check some of its words back before anything reaches the server use the two steps.
     ///
     /// Deriving the password keys takes about a second of CPU (Argon2id, 64 MiB) on purpose; call
     /// it off the UI thread.
@@ -35,52 +65,82 @@ impl Haven {
         password: &str,
         device_name: &str,
     ) -> HavenResult<RecoveryPhrase> {
+        let pending = self.prepare_registration(username, password, device_name)?;
+        self.complete_registration(pending).await
+    }
+
+    /// Step 1 of registration, offline: the password keys, the recovery phrase, the root key and
+    /// the sealed key bundle. The host shows [`PendingRegistration::phrase`] once and asks some of
+    /// its words back ([`RecoveryPhrase::challenge`], [`RecoveryPhrase::check_words`]); dropping
+    /// the pending registration sends nothing and keeps nothing.
+    pub fn prepare_registration(
+        &self,
+        username: &str,
+        password: &str,
+        device_name: &str,
+    ) -> HavenResult<PendingRegistration> {
         let username =
             normalize_username(username).map_err(|error| HavenError::Invalid(error.to_string()))?;
         check_password_strength(password)
             .map_err(|weak| HavenError::WeakPassword(weak.to_string()))?;
-        let (request, phrase, keys) = {
-            let replica = self.replica();
-            if replica.meta.account.is_some() {
-                return Err(HavenError::AlreadyLoggedIn);
-            }
-            let random = replica.random.as_ref();
-            let kdf = new_kdf_params(random);
-            let password_keys = derive_password_keys(password, &kdf)?;
-            let phrase = RecoveryPhrase::generate(random);
-            let recovery = RecoveryKeys::derive(&phrase);
-            let rk = RootKey::generate(random);
-            let bundle = BundleContents::create(
-                &rk,
-                &password_keys.kek,
-                &recovery.public_key(),
-                &replica.device.public_keys(),
-                device_name,
-                replica.now_ms(),
-                random,
-            )?;
-            let sealed = bundle.seal(&rk, random)?;
-            let request = CreateAccountRequest {
-                username: username.clone(),
-                auth_secret: password_keys.auth_secret.to_wire(),
-                recovery_auth: recovery.recovery_auth().to_wire(),
-                kdf,
-                device: replica.device_id(),
-                key_bundle: sealed.clone(),
-            };
-            (request, phrase, AccountKeys { rk, bundle, sealed })
+        let replica = self.replica();
+        if replica.meta.account.is_some() {
+            return Err(HavenError::AlreadyLoggedIn);
+        }
+        let random = replica.random.as_ref();
+        let kdf = new_kdf_params(random);
+        let password_keys = derive_password_keys(password, &kdf)?;
+        let phrase = RecoveryPhrase::generate(random);
+        let recovery = RecoveryKeys::derive(&phrase);
+        let rk = RootKey::generate(random);
+        let bundle = BundleContents::create(
+            &rk,
+            &password_keys.kek,
+            &recovery.public_key(),
+            &replica.device.public_keys(),
+            device_name,
+            replica.now_ms(),
+            random,
+        )?;
+        let sealed = bundle.seal(&rk, random)?;
+        let request = CreateAccountRequest {
+            username,
+            auth_secret: password_keys.auth_secret.to_wire(),
+            recovery_auth: recovery.recovery_auth().to_wire(),
+            kdf,
+            device: replica.device_id(),
+            key_bundle: sealed.clone(),
         };
+        Ok(PendingRegistration {
+            request,
+            phrase,
+            keys: AccountKeys { rk, bundle, sealed },
+        })
+    }
+
+    /// Step 2 of registration: creates the account on the server and logs this profile in.
+    /// Returns the recovery phrase (the host already showed it). If the account was created but
+    /// the login failed (the network went away), [`Haven::login`] later finishes the job.
+    pub async fn complete_registration(
+        &self,
+        pending: PendingRegistration,
+    ) -> HavenResult<RecoveryPhrase> {
+        let PendingRegistration {
+            request,
+            phrase,
+            keys,
+        } = pending;
         let created = self.remote.create_account(&request).await?;
         let session = self
             .remote
             .create_session(&CreateSessionRequest {
-                username: username.clone(),
+                username: request.username.clone(),
                 auth_secret: request.auth_secret,
                 device: request.device,
                 device_name: None,
             })
             .await?;
-        self.adopt_account(username, created.space_id, &session, keys)?;
+        self.adopt_account(request.username, created.space_id, &session, keys)?;
         Ok(phrase)
     }
 

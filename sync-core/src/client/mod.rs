@@ -6,7 +6,6 @@
 //! the device unencrypted, and nothing here logs it.
 
 mod account;
-mod cli_support;
 mod error;
 pub mod export;
 mod live;
@@ -20,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ed25519_dalek::VerifyingKey;
 use haven_protocol::{DocId, SpaceId};
 
-pub use cli_support::PendingRegistration;
+pub use account::PendingRegistration;
 pub use error::{HavenError, HavenResult};
 pub use sync::{SyncReport, SyncState, SyncStatus};
 

@@ -68,6 +68,14 @@ impl RedbEngine {
         let db = catch_unwind(AssertUnwindSafe(|| builder.create(&path)))
             .map_err(|_| EngineError::Corrupted("the database file could not be read".into()))?
             .map_err(engine_error)?;
+        // redb creates the file with the process umask; the profile's files are the user's alone.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |error| EngineError::Backend(format!("securing the database file: {error}")),
+            )?;
+        }
         let engine = Self {
             db,
             path,
