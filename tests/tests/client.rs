@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use haven_core::local_store::{KeyStore, MemoryKeyStore};
 use haven_core::remote::NoServer;
 use haven_core::remote::http::{HttpOptions, HttpRemote};
 use haven_core::{Haven, HavenConfig, HavenError};
+use haven_protocol::DocId;
 use haven_server::store::Store;
 use haven_server::store::sled_kv::SledStore;
 use haven_tests::{TestServer, spawn_server, test_options};
@@ -339,4 +341,151 @@ async fn live_sync_brings_another_devices_edit_without_asking() {
         .unwrap()
         .unwrap();
     server.stop().await.unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Opens the sled store of `dir`, retrying while the previous server's handle is released.
+async fn reopen_sled(dir: &Path) -> SledStore {
+    let deadline = tokio::time::Instant::now() + haven_tests::WAIT;
+    loop {
+        match SledStore::open(dir, 8 << 20) {
+            Ok(store) => return store,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "sled stayed locked: {error}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// The server's data directory is restored from an older copy while the devices keep theirs:
+/// within three sync rounds every change some device holds is back on the server and on every
+/// device (issue 5, part 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restored_from_an_old_backup_is_healed_by_its_devices() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (keys_a, keys_b) = (keystore(), keystore());
+
+    let server = server_in(server_dir.path()).await;
+    let a = open(dir_a.path(), &keys_a, &server.url);
+    a.register("restored-user", PASSWORD, "phone")
+        .await
+        .unwrap();
+    let early = a
+        .journal_create("Before the backup", "kept in the backup")
+        .unwrap();
+    a.sync_once().await.unwrap();
+    let b = open(dir_b.path(), &keys_b, &server.url);
+    b.login("restored-user", PASSWORD, "laptop").await.unwrap();
+    b.sync_once().await.unwrap();
+
+    // The backup is taken here (server stopped, files copied).
+    let store = Arc::downgrade(&server.state.store);
+    server.stop().await.unwrap();
+    while store.strong_count() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let old = reopen_sled(server_dir.path()).await;
+    drop(old);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    copy_dir(server_dir.path(), backup.path());
+
+    // Life goes on: both devices write and sync.
+    let server = spawn_server(Arc::new(reopen_sled(server_dir.path()).await), {
+        let mut options = test_options();
+        options.content_keys = vec![haven_core::content::bundled_dev_content_key()];
+        options
+    })
+    .await
+    .unwrap();
+    let (a, b) = (
+        reconnect(a, dir_a.path(), &keys_a, &server.url),
+        reconnect(b, dir_b.path(), &keys_b, &server.url),
+    );
+    let late_a = a
+        .journal_create("After the backup, A", "only on A and the lost server")
+        .unwrap();
+    a.journal_append_body(&early, " + an edit the backup lacks")
+        .unwrap();
+    a.sync_once().await.unwrap();
+    let late_b = b
+        .journal_create("After the backup, B", "only on B and the lost server")
+        .unwrap();
+    b.sync_once().await.unwrap();
+    a.sync_once().await.unwrap();
+    let store = Arc::downgrade(&server.state.store);
+    server.stop().await.unwrap();
+    while store.strong_count() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    // The disaster: the server comes back from the old backup.
+    std::fs::remove_dir_all(server_dir.path()).unwrap();
+    copy_dir(backup.path(), server_dir.path());
+    let server = spawn_server(Arc::new(reopen_sled(server_dir.path()).await), {
+        let mut options = test_options();
+        options.content_keys = vec![haven_core::content::bundled_dev_content_key()];
+        options
+    })
+    .await
+    .unwrap();
+    let (a, b) = (
+        reconnect(a, dir_a.path(), &keys_a, &server.url),
+        reconnect(b, dir_b.path(), &keys_b, &server.url),
+    );
+
+    // At most three rounds each; the first one notices the lost tail and heals.
+    let mut healed = 0;
+    for _ in 0..3 {
+        healed += usize::from(a.sync_once().await.unwrap().healed);
+        healed += usize::from(b.sync_once().await.unwrap().healed);
+    }
+    assert_eq!(healed, 2, "each device healed once");
+    for device in [&a, &b] {
+        let ids: HashSet<DocId> = device
+            .journal_list()
+            .into_iter()
+            .map(|entry| entry.id)
+            .collect();
+        assert_eq!(ids, HashSet::from([early, late_a, late_b]));
+        assert_eq!(
+            device.journal_get(&early).unwrap().body,
+            "kept in the backup + an edit the backup lacks"
+        );
+    }
+    // And a device that logs in fresh gets it all from the healed server.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = open(dir_c.path(), &keystore(), &server.url);
+    c.login("restored-user", PASSWORD, "tablet").await.unwrap();
+    c.sync_once().await.unwrap();
+    assert_eq!(c.journal_list().len(), 3);
+    assert_eq!(
+        c.journal_get(&late_b).unwrap().body,
+        "only on B and the lost server"
+    );
+    server.stop().await.unwrap();
+}
+
+/// Reopens a profile against another server URL (the same server restarted on a new port).
+fn reconnect(haven: Haven, dir: &Path, keys: &Arc<dyn KeyStore>, url: &str) -> Haven {
+    haven.close().unwrap();
+    open(dir, keys, url)
 }
