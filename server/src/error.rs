@@ -91,7 +91,13 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%error, "storage failed");
                 Self::new(ErrorCode::Unavailable, "storage is unavailable; try again")
             }
-            StoreError::Corrupt(_) => Self::internal("corrupt record", &error),
+            StoreError::Corrupt(_) => {
+                tracing::error!(%error, "stored data failed an integrity check");
+                Self::new(
+                    ErrorCode::Internal,
+                    "stored data failed an integrity check; the server refuses to serve it",
+                )
+            }
         }
     }
 }

@@ -280,3 +280,165 @@ async fn every_acked_envelope_survives_sigkill() {
     assert!(acked > 0);
     println!("{cycles} kill cycles, {acked} acked envelopes, all present; head {head}");
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Starts the server on `dir`, or reports that it refused to start.
+fn try_start(dir: &std::path::Path) -> Option<Server> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haven-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--cache-mb",
+            "8",
+            "--no-sample-content",
+        ])
+        .arg("--data")
+        .arg(dir)
+        .env("HAVEN_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (found, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("haven-server listening on ") {
+                let _ = found.send(url.to_owned());
+            }
+        }
+    });
+    match receiver.recv_timeout(WAIT) {
+        Ok(base) => Some(Server { child, base }),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+/// Flipped bytes in the store's files: the server either refuses to start, or answers errors,
+/// or serves exactly what was stored — never other bytes as if they were the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_data_directory_never_serves_wrong_data() {
+    let good = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut user = TestUser::new("corrupt-user");
+    let expected = {
+        let server = Server::start(good.path());
+        http.post(format!("{}/v1/accounts", server.base))
+            .json(&user.registration())
+            .send()
+            .await
+            .unwrap();
+        login(&http, &server.base, &mut user).await;
+        let batch: Vec<Envelope> = (0..40).map(|i| user.change(doc(i % 4))).collect();
+        let pushed: Value = http
+            .post(format!("{}{}", server.base, user.changes_uri()))
+            .bearer_auth(&user.access)
+            .json(&json!({"changes": batch}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(pushed["acks"].as_array().unwrap().len(), 40);
+        let page: Value = http
+            .get(format!("{}{}?limit=1000", server.base, user.changes_uri()))
+            .bearer_auth(&user.access)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        server.kill();
+        page["changes"].clone()
+    };
+    let db_file = good.path().join("db");
+    let size = std::fs::metadata(&db_file).unwrap().len();
+    let (mut refused, mut errors, mut intact) = (0, 0, 0);
+    let mut seed = 0xc0ffee_u64;
+    for _ in 0..16 {
+        let trial = tempfile::tempdir().unwrap();
+        copy_dir(good.path(), trial.path());
+        let mut bytes = std::fs::read(trial.path().join("db")).unwrap();
+        for _ in 0..2 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let at = usize::try_from((seed >> 17) % size).unwrap();
+            bytes[at] ^= 0x5a;
+        }
+        std::fs::write(trial.path().join("db"), &bytes).unwrap();
+        let Some(server) = try_start(trial.path()) else {
+            refused += 1;
+            continue;
+        };
+        let mut trial_user = user.clone();
+        let session = http
+            .post(format!("{}/v1/sessions", server.base))
+            .json(&trial_user.login_body())
+            .send()
+            .await;
+        let Ok(session) = session else {
+            errors += 1;
+            continue;
+        };
+        let Ok(session) = session.json::<Value>().await else {
+            errors += 1;
+            continue;
+        };
+        let Some(access) = session["access_token"].as_str() else {
+            errors += 1;
+            continue;
+        };
+        trial_user.access = access.to_owned();
+        let answer = http
+            .get(format!(
+                "{}{}?limit=1000",
+                server.base,
+                trial_user.changes_uri()
+            ))
+            .bearer_auth(&trial_user.access)
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status().is_success() => {
+                let page: Value = response.json().await.unwrap();
+                // Whatever is served must be exactly what was stored.
+                for change in page["changes"].as_array().unwrap() {
+                    assert!(
+                        expected.as_array().unwrap().contains(change),
+                        "served a changed envelope: {change}"
+                    );
+                }
+                intact += 1;
+            }
+            _ => errors += 1,
+        }
+        server.kill();
+    }
+    println!(
+        "corrupted copies: {refused} refused to start, {errors} answered errors, {intact} served only stored data"
+    );
+}
