@@ -29,7 +29,7 @@ use crate::text;
 
 /// Word positions asked back after registration.
 const CHALLENGE_WORDS: usize = 3;
-/// How long `close` waits for operations still running to let go of the profile.
+/// How long `shutdown` waits for operations still running to let go of the profile.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// The same for `wipe`, which must be quick: after it, the files are unlinked even if open.
 const WIPE_WAIT: Duration = Duration::from_secs(1);
@@ -38,8 +38,8 @@ const WIPE_WAIT: Duration = Duration::from_secs(1);
 /// thread; calls that read or write the profile are `suspend` (Kotlin) / `async` (Swift) /
 /// coroutines (Python) and run on the library's own threads, never on the caller's.
 ///
-/// Opened with [`HavenClient::open`]; ended with [`HavenClient::close`] or [`HavenClient::wipe`],
-/// after which every call fails with `HavenFfiError.Closed`.
+/// Opened with `open`; ended with `shutdown` or `wipe`, after which every call fails with
+/// `HavenFfiError.Closed`.
 #[derive(uniffi::Object)]
 pub struct HavenClient {
     shared: Arc<Shared>,
@@ -48,6 +48,16 @@ pub struct HavenClient {
 impl std::fmt::Debug for HavenClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HavenClient").finish_non_exhaustive()
+    }
+}
+
+/// The app let go of the client without `shutdown`: stop its background work, so live sync does
+/// not run on (and keep the profile open) for an object nobody can reach. The profile closes
+/// when the last operation holding it ends.
+impl Drop for HavenClient {
+    fn drop(&mut self) {
+        self.shared.stop_live();
+        self.shared.inflight.cancel_all();
     }
 }
 
@@ -742,18 +752,20 @@ impl HavenClient {
         .await
     }
 
-    /// Whether `close` or `wipe` was called.
+    /// Whether `shutdown` or `wipe` was called.
     pub fn is_closed(&self) -> bool {
         self.shared.haven().is_err()
     }
 
     /// Closes the profile: stops live sync, aborts what is in flight, flushes and releases the
     /// profile's lock. Later calls fail with `Closed`; closing twice fails with `Closed`.
-    pub async fn close(&self) -> FfiResult<()> {
+    /// (Not named `close`: Kotlin objects already have `AutoCloseable.close()`, which frees the
+    /// handle.)
+    pub async fn shutdown(&self) -> FfiResult<()> {
         let shared = Arc::clone(&self.shared);
-        runtime::spawn("close", None, async move {
+        runtime::spawn("shutdown", None, async move {
             if let Some(haven) = shared.retire(CLOSE_WAIT).await? {
-                runtime::spawn_blocking("close", None, move || Ok(haven.close()?)).await?;
+                runtime::spawn_blocking("shutdown", None, move || Ok(haven.close()?)).await?;
             }
             Ok(())
         })
@@ -762,7 +774,7 @@ impl HavenClient {
 
     /// Panic wipe: destroys the platform key (`KeyStore.delete`) first, then every file of the
     /// profile. Nothing of it stays readable; the client is closed. Not cancellable. Safe to call
-    /// at any moment: while a sync runs (it is aborted), after `close`, or twice (the second
+    /// at any moment: while a sync runs (it is aborted), after `shutdown`, or twice (the second
     /// reports zeros).
     ///
     /// Errors: `Storage` when a step failed (the others were still done): call it again.

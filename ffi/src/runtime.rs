@@ -177,3 +177,103 @@ where
     let handle = runtime()?.spawn_blocking(move || catch_unwind(AssertUnwindSafe(work)));
     join(operation, handle, inflight).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Sets its flag when dropped: proof that a task's future was dropped (aborted).
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn wait_for(flag: &AtomicBool) -> bool {
+        for _ in 0..200 {
+            if flag.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Awaits like a foreign executor would: from another thread, outside the library's runtime.
+    fn block_on<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a caller's executor")
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_panic_becomes_internal() {
+        let result: FfiResult<()> = block_on(spawn("boom", None, async { panic!("boom") }));
+        assert!(
+            matches!(result, Err(HavenFfiError::Internal { .. })),
+            "{result:?}"
+        );
+        let result: FfiResult<()> = block_on(spawn_blocking("boom", None, || panic!("boom")));
+        assert!(
+            matches!(result, Err(HavenFfiError::Internal { .. })),
+            "{result:?}"
+        );
+        let result: FfiResult<()> = guard("boom", || panic!("boom"));
+        assert!(
+            matches!(result, Err(HavenFfiError::Internal { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn cancel_all_aborts_what_is_in_flight() {
+        let inflight = Arc::new(Inflight::default());
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = DropFlag(Arc::clone(&dropped));
+        let canceller = Arc::clone(&inflight);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            canceller.cancel_all();
+        });
+        let result: FfiResult<()> = block_on(spawn("wait", Some(&inflight), async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+            Ok(())
+        }));
+        assert!(
+            matches!(result, Err(HavenFfiError::Cancelled { .. })),
+            "{result:?}"
+        );
+        assert!(wait_for(&dropped));
+        assert_eq!(inflight.cancel_all(), 0);
+    }
+
+    #[test]
+    fn dropping_the_callers_future_aborts_the_task() {
+        let inflight = Inflight::default();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = DropFlag(Arc::clone(&dropped));
+        {
+            let future = spawn("wait", Some(&inflight), async move {
+                let _flag = flag;
+                std::future::pending::<()>().await;
+                Ok(())
+            });
+            let mut future = pin!(future);
+            let mut context = Context::from_waker(Waker::noop());
+            assert!(future.as_mut().poll(&mut context).is_pending());
+        }
+        assert!(wait_for(&dropped), "the task kept running");
+        assert_eq!(inflight.cancel_all(), 0, "the task stayed registered");
+    }
+}
