@@ -9,7 +9,10 @@
 //!   `suspend fun`, a Swift `async` function, a Python coroutine) and runs on the library's own
 //!   tokio runtime (`haven-worker` threads; store work on its blocking pool), never on the caller's
 //!   thread, which may be the UI thread. `status()`, the live-sync controls and `cancel()` are
-//!   synchronous and never block.
+//!   synchronous and never block. (Hence no `async_runtime = "tokio"` on the exports: that would
+//!   only give the future a tokio context while the *caller's* executor polls it, on the caller's
+//!   thread, and start a second, idle runtime; here the exported future merely awaits a task of
+//!   the library's runtime, which needs no context.)
 //! - Records as plain data ([`records`]); ids are hex strings; text positions are UTF-16 code
 //!   units, converted at this edge to the core's Unicode scalar values ([`text`]).
 //! - One error enum, [`HavenFfiError`]; a panic anywhere below becomes `Internal`, never a crash
