@@ -27,3 +27,6 @@ pub mod local_store;
 pub mod remote;
 
 pub use client::{Haven, HavenConfig, HavenError, HavenResult};
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

@@ -48,24 +48,26 @@ pub(super) async fn live(
     }
     let upgrade =
         upgrade.map_err(|_| ApiError::invalid("this endpoint needs a WebSocket upgrade"))?;
+    // Subscribe before reading the head: an append that lands in between is then either in the
+    // head read below or announced on the channel, never lost.
+    let heads = state.live.subscribe(space, 0);
     let head = state.spaces.visible_head(&space).await?;
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| serve(socket, state, space, head, ctx)))
+        .on_upgrade(move |socket| serve(socket, state, heads, head, ctx)))
 }
 
 async fn serve(
     mut socket: WebSocket,
     state: AppState,
-    space: SpaceId,
+    mut heads: tokio::sync::watch::Receiver<u64>,
     head: u64,
     ctx: Option<AuthContext>,
 ) {
     let _connection = ConnectionGauge::new();
-    let mut heads = state.live.subscribe(space, head);
     let mut revocations = state.live.revocations();
     let mut shutdown = state.shutdown.clone();
     let mut pings = tokio::time::interval(Duration::from_secs(state.http.ping_secs.max(1)));
@@ -77,7 +79,7 @@ async fn serve(
         .as_ref()
         .map_or_else(far_future, |ctx| instant_of(&state, ctx.expires_at));
 
-    let first = *heads.borrow_and_update();
+    let first = (*heads.borrow_and_update()).max(head);
     if send_head(&mut socket, first).await.is_err() {
         return;
     }

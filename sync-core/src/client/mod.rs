@@ -33,6 +33,12 @@ use crate::env::{Clock, OsRandom, Random, SystemClock};
 use crate::local_store::{KeyStore, LocalStore, LocalStoreError, WriteBatch};
 use crate::remote::ServerApi;
 
+/// Decodes the payload of a private change envelope (framed Automerge changes) as a device does
+/// after opening it; never panics on malformed input.
+pub fn decode_change_payload(payload: &[u8]) -> Result<Vec<automerge::Change>, String> {
+    replica::unframe_changes(payload)
+}
+
 /// How to open a profile.
 #[derive(Debug, Clone)]
 pub struct HavenConfig {
