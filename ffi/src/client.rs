@@ -450,10 +450,21 @@ impl HavenClient {
         insert: String,
     ) -> FfiResult<()> {
         self.edit_entry("journal_splice_body", id, move |haven, id| {
-            let body = haven.journal_get(id)?.body;
-            let (start, count) = text::utf16_range_to_scalars(&body, position, delete)
-                .map_err(|error| HavenError::Invalid(error.to_string()))?;
-            haven.journal_splice_body(id, start, count, &insert)
+            // Converted under the core's lock: an edit or sync cannot shift the body in between.
+            let mut invalid = None;
+            let result = haven.journal_splice_body_located(id, &insert, |body| {
+                match text::utf16_range_to_scalars(body, position, delete) {
+                    Ok(range) => Some(range),
+                    Err(error) => {
+                        invalid = Some(error.to_string());
+                        None
+                    }
+                }
+            });
+            match invalid {
+                Some(reason) => Err(HavenError::Invalid(reason)),
+                None => result,
+            }
         })
         .await
     }

@@ -83,11 +83,21 @@ impl Haven {
             normalize_username(username).map_err(|error| HavenError::Invalid(error.to_string()))?;
         check_password_strength(password)
             .map_err(|weak| HavenError::WeakPassword(weak.to_string()))?;
-        let replica = self.replica();
-        if replica.meta.account.is_some() {
-            return Err(HavenError::AlreadyLoggedIn);
-        }
-        let random = replica.random.as_ref();
+        // The lock is held only to read what is needed: the password derivation below takes a
+        // second of CPU, and every other call on this profile must not wait for it.
+        let (random, device_keys, device_id, now) = {
+            let replica = self.replica();
+            if replica.meta.account.is_some() {
+                return Err(HavenError::AlreadyLoggedIn);
+            }
+            (
+                std::sync::Arc::clone(&replica.random),
+                replica.device.public_keys(),
+                replica.device_id(),
+                replica.now_ms(),
+            )
+        };
+        let random = random.as_ref();
         let kdf = new_kdf_params(random);
         let password_keys = derive_password_keys(password, &kdf)?;
         let phrase = RecoveryPhrase::generate(random);
@@ -97,9 +107,9 @@ impl Haven {
             &rk,
             &password_keys.kek,
             &recovery.public_key(),
-            &replica.device.public_keys(),
+            &device_keys,
             device_name,
-            replica.now_ms(),
+            now,
             random,
         )?;
         let sealed = bundle.seal(&rk, random)?;
@@ -108,7 +118,7 @@ impl Haven {
             auth_secret: password_keys.auth_secret.to_wire(),
             recovery_auth: recovery.recovery_auth().to_wire(),
             kdf,
-            device: replica.device_id(),
+            device: device_id,
             key_bundle: sealed.clone(),
         };
         Ok(PendingRegistration {

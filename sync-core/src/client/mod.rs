@@ -329,6 +329,30 @@ impl Haven {
         })
     }
 
+    /// Splices the body at a range the caller computes from the current body, atomically: the
+    /// body cannot change between reading and splicing (hosts that count positions in UTF-16
+    /// units convert here). `locate` returns (position, delete) in Unicode scalar values, or
+    /// `None` when the range is not in the body.
+    pub fn journal_splice_body_located(
+        &self,
+        id: &DocId,
+        insert: &str,
+        locate: impl FnOnce(&str) -> Option<(usize, usize)>,
+    ) -> HavenResult<()> {
+        self.edit_entry(id, |doc, now| {
+            let body = doc.read()?.body;
+            let Some((position, delete)) = locate(&body) else {
+                return Err(crate::documents::DocumentError::OutOfRange {
+                    field: "body".into(),
+                    position: 0,
+                    delete: 0,
+                    length: body.chars().count(),
+                });
+            };
+            doc.splice_body(position, delete, insert, now).map(|_| ())
+        })
+    }
+
     pub fn journal_append_body(&self, id: &DocId, text: &str) -> HavenResult<()> {
         self.edit_entry(id, |doc, now| doc.append_body(text, now).map(|_| ()))
     }
@@ -516,11 +540,36 @@ impl Haven {
     // ---- status -----------------------------------------------------------------------------
 
     /// The honest sync status: never "synced" while anything is pending.
+    ///
+    /// Pending work and the cursor are read afresh, so the status stays true even when a round
+    /// was cut short (a host's timeout dropped it before it could report).
     pub fn status(&self) -> SyncStatus {
-        self.status
+        let (pending, cursor) = {
+            let mut replica = self.replica();
+            let pending = replica.outbox_len().ok();
+            let cursor = replica
+                .private_space()
+                .and_then(|space| replica.cursor(&space).ok());
+            (pending, cursor)
+        };
+        let mut status = self
+            .status
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
+            .clone();
+        if let Some(pending) = pending {
+            status.pending = pending;
+        }
+        if let Some(cursor) = cursor {
+            status.last_confirmed_seq = cursor.seq;
+            status.server_head = cursor.head;
+        }
+        if status.state == SyncState::Synced
+            && (status.pending > 0 || status.last_confirmed_seq < status.server_head)
+        {
+            status.state = SyncState::Pending;
+        }
+        status
     }
 
     fn note_local_change(&self) {
