@@ -20,7 +20,7 @@ use crate::callbacks::{ChangeListener, ForeignKeyStore, KeyStore, notify};
 use crate::error::{FfiResult, HavenFfiError};
 use crate::log::{LogLevel, log};
 use crate::records::{
-    Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, DeviceInfo, EntryChange,
+    Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, Device, DeviceInfo, EntryChange,
     EntrySummary, ExportFormat, ExportReport, JournalEntry, ReadingProgress, ReadingState,
     Registration, ResourceList, SavedResources, SyncReport, SyncStatus, WipeReport, parse_id,
 };
@@ -329,6 +329,21 @@ impl HavenClient {
         let haven = self.shared.haven()?;
         runtime::spawn("logout", Some(&self.shared.inflight), async move {
             Ok(haven.logout().await?)
+        })
+        .await
+    }
+
+    /// The account's devices, this one first; names come from the verified key bundle (a device
+    /// that joined since shows up here). Needs the server.
+    pub async fn devices(&self) -> FfiResult<Vec<Device>> {
+        let haven = self.shared.haven()?;
+        runtime::spawn("devices", Some(&self.shared.inflight), async move {
+            Ok(haven
+                .devices()
+                .await?
+                .into_iter()
+                .map(Device::from)
+                .collect())
         })
         .await
     }

@@ -4,8 +4,9 @@
 
 use haven_core::client::export::{ExportFormat as CoreExportFormat, ExportReport as CoreExport};
 use haven_core::client::{
-    ArticleSummary as CoreArticleSummary, EntrySummary as CoreEntrySummary,
-    SyncReport as CoreSyncReport, SyncState as CoreSyncState, SyncStatus as CoreSyncStatus,
+    ArticleSummary as CoreArticleSummary, DeviceSummary as CoreDeviceSummary,
+    EntrySummary as CoreEntrySummary, SyncReport as CoreSyncReport, SyncState as CoreSyncState,
+    SyncStatus as CoreSyncStatus,
 };
 use haven_core::documents::{
     Article as CoreArticle, ChangeInfo, JournalEntry as CoreJournalEntry,
@@ -162,6 +163,37 @@ impl From<CoreResource> for Resource {
             categories: r.categories,
             source_url: r.source_url,
             verified_at: r.verified_at,
+        }
+    }
+}
+
+/// One device of the account.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Device {
+    /// Hex.
+    pub device_id: String,
+    /// The name its user gave it (from the sealed key bundle; the server never sees it).
+    pub name: String,
+    /// `YYYY-MM-DD`: the server keeps days only.
+    pub created_day: String,
+    pub last_seen_day: String,
+    pub revoked: bool,
+    /// This device.
+    pub current: bool,
+    /// Listed in the account's key bundle.
+    pub in_bundle: bool,
+}
+
+impl From<CoreDeviceSummary> for Device {
+    fn from(d: CoreDeviceSummary) -> Self {
+        Self {
+            device_id: d.device_id.to_hex(),
+            name: d.name,
+            created_day: d.created_day,
+            last_seen_day: d.last_seen_day,
+            revoked: d.revoked,
+            current: d.current,
+            in_bundle: d.in_bundle,
         }
     }
 }

@@ -547,6 +547,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_device_info() != 43944:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_devices() != 26277:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_export_journal() != 20398:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_is_closed() != 19814:
@@ -687,6 +689,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_delete_account.restype =
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_device_info.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_device_info.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_devices.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_devices.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_export_journal.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_export_journal.restype = ctypes.c_uint16
@@ -857,6 +862,10 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_device_info.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_device_info.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_devices.argtypes = (
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_devices.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_export_journal.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1946,6 +1955,75 @@ class _UniffiFfiConverterTypeClientConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.write(value.server_url, buf)
         _UniffiFfiConverterSequenceString.write(value.content_keys, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.request_timeout_ms, buf)
+
+@dataclass
+class Device:
+    """
+    One device of the account.
+"""
+    def __init__(self, *, device_id:str, name:str, created_day:str, last_seen_day:str, revoked:bool, current:bool, in_bundle:bool):
+        self.device_id = device_id
+        self.name = name
+        self.created_day = created_day
+        self.last_seen_day = last_seen_day
+        self.revoked = revoked
+        self.current = current
+        self.in_bundle = in_bundle
+        
+        
+
+    
+    def __str__(self):
+        return "Device(device_id={}, name={}, created_day={}, last_seen_day={}, revoked={}, current={}, in_bundle={})".format(self.device_id, self.name, self.created_day, self.last_seen_day, self.revoked, self.current, self.in_bundle)
+    def __eq__(self, other):
+        if self.device_id != other.device_id:
+            return False
+        if self.name != other.name:
+            return False
+        if self.created_day != other.created_day:
+            return False
+        if self.last_seen_day != other.last_seen_day:
+            return False
+        if self.revoked != other.revoked:
+            return False
+        if self.current != other.current:
+            return False
+        if self.in_bundle != other.in_bundle:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeDevice(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return Device(
+            device_id=_UniffiFfiConverterString.read(buf),
+            name=_UniffiFfiConverterString.read(buf),
+            created_day=_UniffiFfiConverterString.read(buf),
+            last_seen_day=_UniffiFfiConverterString.read(buf),
+            revoked=_UniffiFfiConverterBoolean.read(buf),
+            current=_UniffiFfiConverterBoolean.read(buf),
+            in_bundle=_UniffiFfiConverterBoolean.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.device_id)
+        _UniffiFfiConverterString.check_lower(value.name)
+        _UniffiFfiConverterString.check_lower(value.created_day)
+        _UniffiFfiConverterString.check_lower(value.last_seen_day)
+        _UniffiFfiConverterBoolean.check_lower(value.revoked)
+        _UniffiFfiConverterBoolean.check_lower(value.current)
+        _UniffiFfiConverterBoolean.check_lower(value.in_bundle)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.device_id, buf)
+        _UniffiFfiConverterString.write(value.name, buf)
+        _UniffiFfiConverterString.write(value.created_day, buf)
+        _UniffiFfiConverterString.write(value.last_seen_day, buf)
+        _UniffiFfiConverterBoolean.write(value.revoked, buf)
+        _UniffiFfiConverterBoolean.write(value.current, buf)
+        _UniffiFfiConverterBoolean.write(value.in_bundle, buf)
 
 class _UniffiFfiConverterOptionalString(_UniffiConverterRustBuffer):
     @classmethod
@@ -3951,6 +4029,29 @@ class _UniffiFfiConverterSequenceTypeArticleSummary(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeArticleSummary.read(buf) for i in range(count)
         ]
 
+class _UniffiFfiConverterSequenceTypeDevice(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeDevice.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeDevice.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeDevice.read(buf) for i in range(count)
+        ]
+
 class _UniffiFfiConverterSequenceTypeEntryChange(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -4084,6 +4185,12 @@ class HavenClientProtocol(typing.Protocol):
     async def device_info(self, ) -> DeviceInfo:
         """
         This device's id, username and space.
+"""
+        raise NotImplementedError
+    async def devices(self, ) -> typing.List[Device]:
+        """
+        The account's devices, this one first; names come from the verified key bundle (a device
+        that joined since shows up here). Needs the server.
 """
         raise NotImplementedError
     async def export_journal(self, format: ExportFormat,out_dir: str) -> ExportReport:
@@ -4426,6 +4533,24 @@ class HavenClient(HavenClientProtocol):
         _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
         return await _uniffi_rust_call_async(
             _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_device_info(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    async def devices(self, ) -> typing.List[Device]:
+        """
+        The account's devices, this one first; names come from the verified key bundle (a device
+        that joined since shows up here). Needs the server.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeDevice.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_devices(*_uniffi_lowered_args),
             _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
@@ -5694,6 +5819,7 @@ __all__ = [
     "Bookmark",
     "ChangeSet",
     "ClientConfig",
+    "Device",
     "DeviceInfo",
     "EntryChange",
     "EntrySummary",

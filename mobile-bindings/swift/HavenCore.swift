@@ -921,6 +921,12 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func deviceInfo() async throws  -> DeviceInfo
     
     /**
+     * The account's devices, this one first; names come from the verified key bundle (a device
+     * that joined since shows up here). Needs the server.
+     */
+    func devices() async throws  -> [Device]
+    
+    /**
      * Writes the journal, decrypted, into `out_dir`. Plain text: show
      * `plaintext_export_warning()` first.
      */
@@ -1285,6 +1291,26 @@ open func deviceInfo()async throws  -> DeviceInfo  {
             completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
             liftFunc: FfiConverterTypeDeviceInfo_lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * The account's devices, this one first; names come from the verified key bundle (a device
+     * that joined since shows up here). Needs the server.
+     */
+open func devices()async throws  -> [Device]  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_devices(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceTypeDevice.lift,
             errorHandler: FfiConverterTypeHavenFfiError_lift
         )
 }
@@ -2905,6 +2931,113 @@ public func FfiConverterTypeClientConfig_lift(_ buf: RustBuffer) throws -> Clien
 #endif
 public func FfiConverterTypeClientConfig_lower(_ value: ClientConfig) -> RustBuffer {
     return FfiConverterTypeClientConfig.lower(value)
+}
+
+
+/**
+ * One device of the account.
+ */
+public struct Device: Equatable, Hashable {
+    /**
+     * Hex.
+     */
+    public var deviceId: String
+    /**
+     * The name its user gave it (from the sealed key bundle; the server never sees it).
+     */
+    public var name: String
+    /**
+     * `YYYY-MM-DD`: the server keeps days only.
+     */
+    public var createdDay: String
+    public var lastSeenDay: String
+    public var revoked: Bool
+    /**
+     * This device.
+     */
+    public var current: Bool
+    /**
+     * Listed in the account's key bundle.
+     */
+    public var inBundle: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Hex.
+         */deviceId: String, 
+        /**
+         * The name its user gave it (from the sealed key bundle; the server never sees it).
+         */name: String, 
+        /**
+         * `YYYY-MM-DD`: the server keeps days only.
+         */createdDay: String, lastSeenDay: String, revoked: Bool, 
+        /**
+         * This device.
+         */current: Bool, 
+        /**
+         * Listed in the account's key bundle.
+         */inBundle: Bool) {
+        self.deviceId = deviceId
+        self.name = name
+        self.createdDay = createdDay
+        self.lastSeenDay = lastSeenDay
+        self.revoked = revoked
+        self.current = current
+        self.inBundle = inBundle
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Device: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDevice: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Device {
+        return
+            try Device(
+                deviceId: FfiConverterString.read(from: &buf), 
+                name: FfiConverterString.read(from: &buf), 
+                createdDay: FfiConverterString.read(from: &buf), 
+                lastSeenDay: FfiConverterString.read(from: &buf), 
+                revoked: FfiConverterBool.read(from: &buf), 
+                current: FfiConverterBool.read(from: &buf), 
+                inBundle: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Device, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.deviceId, into: &buf)
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.createdDay, into: &buf)
+        FfiConverterString.write(value.lastSeenDay, into: &buf)
+        FfiConverterBool.write(value.revoked, into: &buf)
+        FfiConverterBool.write(value.current, into: &buf)
+        FfiConverterBool.write(value.inBundle, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDevice_lift(_ buf: RustBuffer) throws -> Device {
+    return try FfiConverterTypeDevice.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDevice_lower(_ value: Device) -> RustBuffer {
+    return FfiConverterTypeDevice.lower(value)
 }
 
 
@@ -5047,6 +5180,31 @@ fileprivate struct FfiConverterSequenceTypeBookmark: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeDevice: FfiConverterRustBuffer {
+    typealias SwiftType = [Device]
+
+    public static func write(_ value: [Device], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeDevice.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Device] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Device]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeDevice.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeEntryChange: FfiConverterRustBuffer {
     typealias SwiftType = [EntryChange]
 
@@ -5373,6 +5531,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_device_info() != 43944) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_devices() != 26277) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_export_journal() != 20398) {

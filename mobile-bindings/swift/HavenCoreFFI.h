@@ -410,6 +410,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_delete_account(uint64_t ptr, Rus
 uint64_t uniffi_haven_ffi_fn_method_havenclient_device_info(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DEVICES
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DEVICES
+uint64_t uniffi_haven_ffi_fn_method_havenclient_devices(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_EXPORT_JOURNAL
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_EXPORT_JOURNAL
 uint64_t uniffi_haven_ffi_fn_method_havenclient_export_journal(uint64_t ptr, RustBuffer format, RustBuffer out_dir
@@ -963,6 +968,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_delete_account(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICE_INFO
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICE_INFO
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_device_info(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICES
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICES
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_devices(void
     
 );
 #endif

@@ -76,6 +76,16 @@ async fn two_devices_write_offline_sync_and_merge() {
     // Device B logs in and sees everything.
     let b = open(dir_b.path(), &keys_b, &server.url);
     b.login("river-stone", PASSWORD, "laptop").await.unwrap();
+    let devices = a.devices().await.unwrap();
+    let names: Vec<(&str, bool)> = devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.current))
+        .collect();
+    assert_eq!(
+        names,
+        [("phone", true), ("laptop", false)],
+        "B joined the bundle under its name"
+    );
     b.sync_once().await.unwrap();
     let titles: Vec<String> = b
         .journal_list()

@@ -268,6 +268,11 @@ fun runTests() {
         check(listener.threads.all { it.startsWith("haven-worker") }) { "${listener.threads}" }
         checkEq(SyncState.SYNCED, listener.statuses.last().state)
 
+        // A sees B join, under the name B gave itself (the server never sees names).
+        val devices = a.devices()
+        checkEq(listOf("phone" to true, "tablet" to false), devices.map { it.name to it.current })
+        check(devices.all { it.inBundle && !it.revoked }) { "$devices" }
+
         a.journalSpliceBody(first, 0u, 0u, "Monday: ")
         b.journalAppendBody(first, " and on B")
         val second = b.journalCreate("From B", "B's entry")

@@ -286,6 +286,11 @@ class HavenTest(unittest.TestCase):
                         listener.threads)
         self.assertEqual(listener.statuses[-1].state, hf.SyncState.SYNCED)
 
+        # A sees B join, under the name B gave itself (the server never sees names).
+        devices = run(a.devices())
+        self.assertEqual([(d.name, d.current) for d in devices], [("phone", True), ("tablet", False)])
+        self.assertTrue(all(d.in_bundle and not d.revoked for d in devices))
+
         # Concurrent edits merge; a deletion reaches the other device.
         run(a.journal_splice_body(first, 0, 0, "Monday: "))
         run(b.journal_append_body(first, " and on B"))

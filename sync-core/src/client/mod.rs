@@ -6,6 +6,7 @@
 //! the device unencrypted, and nothing here logs it.
 
 mod account;
+mod devices;
 mod error;
 pub mod export;
 mod live;
@@ -20,6 +21,7 @@ use ed25519_dalek::VerifyingKey;
 use haven_protocol::{DocId, SpaceId};
 
 pub use account::PendingRegistration;
+pub use devices::DeviceSummary;
 pub use error::{HavenError, HavenResult};
 pub use sync::{SyncReport, SyncState, SyncStatus};
 

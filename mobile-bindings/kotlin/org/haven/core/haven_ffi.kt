@@ -794,6 +794,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_device_info(
     ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_devices(
+    ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_export_journal(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_is_closed(
@@ -926,6 +928,8 @@ internal object UniffiLib {
     external fun uniffi_haven_ffi_fn_method_havenclient_delete_account(`ptr`: Long,`password`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_device_info(`ptr`: Long,
+    ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_devices(`ptr`: Long,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_export_journal(`ptr`: Long,`format`: RustBuffer.ByValue,`outDir`: RustBuffer.ByValue,
     ): Long
@@ -1170,6 +1174,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_device_info() and 0xFFFF) != 43944) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_devices() and 0xFFFF) != 26277) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_export_journal() and 0xFFFF) != 20398) {
@@ -2202,6 +2209,12 @@ public interface HavenClientInterface {
     suspend fun `deviceInfo`(): DeviceInfo
     
     /**
+     * The account's devices, this one first; names come from the verified key bundle (a device
+     * that joined since shows up here). Needs the server.
+     */
+    suspend fun `devices`(): List<Device>
+    
+    /**
      * Writes the journal, decrypted, into `out_dir`. Plain text: show
      * `plaintext_export_warning()` first.
      */
@@ -2619,6 +2632,31 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
         { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterTypeDeviceInfo.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The account's devices, this one first; names come from the verified key bundle (a device
+     * that joined since shows up here). Needs the server.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `devices`() : List<Device> {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_devices(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterSequenceTypeDevice.lift(it) },
         // Error FFI converter
         HavenFfiException.ErrorHandler,
     )
@@ -4621,6 +4659,87 @@ public object FfiConverterTypeClientConfig: FfiConverterRustBuffer<ClientConfig>
 
 
 /**
+ * One device of the account.
+ */
+data class Device (
+    /**
+     * Hex.
+     */
+    var `deviceId`: kotlin.String
+    , 
+    /**
+     * The name its user gave it (from the sealed key bundle; the server never sees it).
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * `YYYY-MM-DD`: the server keeps days only.
+     */
+    var `createdDay`: kotlin.String
+    , 
+    var `lastSeenDay`: kotlin.String
+    , 
+    var `revoked`: kotlin.Boolean
+    , 
+    /**
+     * This device.
+     */
+    var `current`: kotlin.Boolean
+    , 
+    /**
+     * Listed in the account's key bundle.
+     */
+    var `inBundle`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDevice: FfiConverterRustBuffer<Device> {
+    override fun read(buf: ByteBuffer): Device {
+        return Device(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Device) = (
+            FfiConverterString.allocationSize(value.`deviceId`) +
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`createdDay`) +
+            FfiConverterString.allocationSize(value.`lastSeenDay`) +
+            FfiConverterBoolean.allocationSize(value.`revoked`) +
+            FfiConverterBoolean.allocationSize(value.`current`) +
+            FfiConverterBoolean.allocationSize(value.`inBundle`)
+    )
+
+    override fun write(value: Device, buf: ByteBuffer) {
+            FfiConverterString.write(value.`deviceId`, buf)
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`createdDay`, buf)
+            FfiConverterString.write(value.`lastSeenDay`, buf)
+            FfiConverterBoolean.write(value.`revoked`, buf)
+            FfiConverterBoolean.write(value.`current`, buf)
+            FfiConverterBoolean.write(value.`inBundle`, buf)
+    }
+}
+
+
+
+/**
  * This device and its account.
  */
 data class DeviceInfo (
@@ -6497,6 +6616,34 @@ public object FfiConverterSequenceTypeBookmark: FfiConverterRustBuffer<List<Book
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeBookmark.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeDevice: FfiConverterRustBuffer<List<Device>> {
+    override fun read(buf: ByteBuffer): List<Device> {
+        val len = buf.getInt()
+        return List<Device>(len) {
+            FfiConverterTypeDevice.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<Device>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeDevice.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<Device>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeDevice.write(it, buf)
         }
     }
 }
