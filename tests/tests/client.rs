@@ -344,6 +344,25 @@ async fn live_sync_brings_another_devices_edit_without_asking() {
         a.journal_get(&id).unwrap().body,
         "Written while the phone listens."
     );
+
+    // A's own edit goes out without A asking: live sync pushes local changes.
+    a.journal_append_body(&id, " The phone answers.").unwrap();
+    let deadline = tokio::time::Instant::now() + haven_tests::WAIT;
+    loop {
+        b.sync_once().await.unwrap();
+        if b.journal_get(&id)
+            .unwrap()
+            .body
+            .ends_with("The phone answers.")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "live sync did not push the local edit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     stop_tx.send(()).unwrap();
     tokio::time::timeout(haven_tests::WAIT, live)
         .await

@@ -18,7 +18,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Haven {
     /// Runs live sync until `stop` resolves: an initial round, then a round each time the
-    /// server announces a head beyond what this device has. `on_sync` sees every round's report
+    /// server announces a head beyond what this device has, and each time a local edit waits to
+    /// be pushed. `on_sync` sees every round's report
     /// (call-backs for the UI). Returns an error only for what retrying cannot fix (revoked,
     /// erased, logged out); network trouble is retried with backoff forever.
     pub async fn run_live<S, F>(&self, stop: S, mut on_sync: F) -> HavenResult<()>
@@ -52,10 +53,21 @@ impl Haven {
                     loop {
                         tokio::select! {
                             () = &mut stop => return Ok(()),
+                            () = self.local_change.notified(), if !space.is_public() => {
+                                let round = self.sync_private_round().await;
+                                on_sync(&round);
+                                if let Err(error) = &round && is_final(error) {
+                                    return round.map(|_| ());
+                                }
+                            }
                             head = feed.next_head() => match head {
                                 Ok(head) => {
                                     if head > self.status().last_confirmed_seq || space.is_public() {
-                                        let round = self.sync_once().await;
+                                        let round = if space.is_public() {
+                                            self.sync_once().await
+                                        } else {
+                                            self.sync_private_round().await
+                                        };
                                         on_sync(&round);
                                         if let Err(error) = &round && is_final(error) {
                                             return round.map(|_| ());

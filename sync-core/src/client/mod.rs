@@ -107,6 +107,8 @@ pub struct Haven {
     sync_lock: tokio::sync::Mutex<()>,
     /// One token refresh at a time (a refresh token works once).
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Wakes live sync when a local edit is waiting to be pushed.
+    local_change: tokio::sync::Notify,
     status: Mutex<SyncStatus>,
 }
 
@@ -149,6 +151,7 @@ impl Haven {
             remote,
             sync_lock: tokio::sync::Mutex::new(()),
             refresh_lock: tokio::sync::Mutex::new(()),
+            local_change: tokio::sync::Notify::new(),
             status: Mutex::new(status),
         })
     }
@@ -575,6 +578,8 @@ impl Haven {
     }
 
     fn note_local_change(&self) {
+        // Live sync (if running) pushes it now; a stored permit covers an edit made mid-round.
+        self.local_change.notify_one();
         let pending = self.replica().outbox_len().unwrap_or(0);
         let mut status = self
             .status

@@ -102,15 +102,28 @@ impl Haven {
     /// One sync round: public content (anonymously), then — with an account — push, pull,
     /// heal and snapshot. Returns what moved; the status says where things stand.
     pub async fn sync_once(&self) -> HavenResult<SyncReport> {
+        self.sync_round_locked(true).await
+    }
+
+    /// A round for a new head of the private space (live sync): the public space is left for
+    /// the periodic full rounds, saving a round trip on the path a live edit takes.
+    pub(crate) async fn sync_private_round(&self) -> HavenResult<SyncReport> {
+        self.sync_round_locked(false).await
+    }
+
+    async fn sync_round_locked(&self, with_public: bool) -> HavenResult<SyncReport> {
         let _one_round = self.sync_lock.lock().await;
-        let result = self.sync_round().await;
+        let result = self.sync_round(with_public).await;
         self.finish_round(&result);
         result
     }
 
-    async fn sync_round(&self) -> HavenResult<SyncReport> {
+    async fn sync_round(&self, with_public: bool) -> HavenResult<SyncReport> {
         let mut report = SyncReport::default();
-        self.pull_space(&SpaceId::Public, &mut report).await?;
+        let logged_in = self.replica().meta.account.is_some();
+        if with_public || !logged_in {
+            self.pull_space(&SpaceId::Public, &mut report).await?;
+        }
         let account = self.replica().meta.account.clone();
         let Some(account) = account else {
             return Ok(report);
@@ -248,13 +261,7 @@ impl Haven {
                 .find(|(_, record)| record.envelope.id == ack.id)
             {
                 replica.stage_outbox_delete(key, &mut writes)?;
-                replica.stage_seen(
-                    &record.envelope.doc,
-                    ack.seq,
-                    &record.envelope,
-                    &mut writes,
-                    &mut seen,
-                )?;
+                replica.note_seen(&record.envelope.doc, ack.seq, &record.envelope, &mut seen)?;
                 outcome.acked += 1;
             }
         }
@@ -297,6 +304,7 @@ impl Haven {
                 }
             }
         }
+        replica.stage_seen_records(&seen, &mut writes)?;
         replica.commit(writes)?;
         Ok(outcome)
     }
