@@ -15,7 +15,7 @@ use haven_protocol::api::{
     KeyBundle, LinkCreated, LinkPayload, PreloginResponse, PullResponse, PushResponse,
     RecoveryRequest, RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest, SessionResponse,
 };
-use haven_protocol::{DeviceId, Envelope, HexId, SpaceId};
+use haven_protocol::{DeviceId, Envelope, HexId, SequencedEnvelope, SpaceId};
 
 /// How often each fault strikes, in percent of calls.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +25,8 @@ pub struct Faults {
     pub duplicate: u8,
     pub shuffle_page: u8,
     pub delay: u8,
+    /// A malicious server: a pulled page also carries an envelope delivered before (a replay).
+    pub replay: u8,
 }
 
 impl Faults {
@@ -34,6 +36,7 @@ impl Faults {
         duplicate: 0,
         shuffle_page: 0,
         delay: 0,
+        replay: 0,
     };
     pub const ROUGH: Self = Self {
         lose_request: 10,
@@ -41,6 +44,7 @@ impl Faults {
         duplicate: 10,
         shuffle_page: 30,
         delay: 5,
+        replay: 20,
     };
 }
 
@@ -77,6 +81,9 @@ pub struct ChaosRemote {
     dice: Mutex<Dice>,
     faults: Mutex<Faults>,
     offline: AtomicBool,
+    /// Private envelopes delivered so far, for replays.
+    delivered: Mutex<Vec<SequencedEnvelope>>,
+    replayed: std::sync::atomic::AtomicUsize,
 }
 
 impl ChaosRemote {
@@ -86,6 +93,8 @@ impl ChaosRemote {
             dice: Mutex::new(Dice::new(seed)),
             faults: Mutex::new(faults),
             offline: AtomicBool::new(false),
+            delivered: Mutex::new(Vec::new()),
+            replayed: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -94,6 +103,11 @@ impl ChaosRemote {
             .faults
             .lock()
             .unwrap_or_else(|poison| poison.into_inner()) = faults;
+    }
+
+    /// How many replays were injected.
+    pub fn replayed(&self) -> usize {
+        self.replayed.load(Ordering::SeqCst)
     }
 
     pub fn set_offline(&self, offline: bool) {
@@ -240,6 +254,35 @@ impl ServerApi for ChaosRemote {
                 let j = usize::try_from(dice.below(i as u64 + 1)).unwrap_or(0);
                 page.changes.swap(i, j);
             }
+        }
+        if !space.is_public() {
+            let mut delivered = self
+                .delivered
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            if !delivered.is_empty() && self.roll(|f| f.replay) {
+                // A server replaying an envelope it served before, inside this page: the client must notice (its counter was applied) and lose nothing.
+                let pick = {
+                    let mut dice = self
+                        .dice
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner());
+                    usize::try_from(dice.below(delivered.len() as u64)).unwrap_or(0)
+                };
+                if let (Some(old), Some(newest)) =
+                    (delivered.get(pick).cloned(), page.changes.last())
+                {
+                    let replay = SequencedEnvelope {
+                        seq: newest.seq,
+                        envelope: old.envelope,
+                    };
+                    // Before the genuine envelope of that seq, so the cursor still ends on it.
+                    let at = page.changes.len() - 1;
+                    page.changes.insert(at, replay);
+                    self.replayed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            delivered.extend(page.changes.iter().cloned());
         }
         Ok(page)
     }

@@ -518,3 +518,61 @@ fn reconnect(haven: Haven, dir: &Path, keys: &Arc<dyn KeyStore>, url: &str) -> H
     haven.close().unwrap();
     open(dir, keys, url)
 }
+
+/// DESIGN.md §3 and issue 5: a server that serves an envelope again (a replay, under a new seq)
+/// is noticed by its counter, reported, and changes nothing; the counters survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replaying_envelopes_is_noticed_and_changes_nothing() {
+    use haven_core::remote::ServerApi;
+    use haven_tests::chaos::{ChaosRemote, Faults};
+
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (keys_a, keys_b) = (keystore(), keystore());
+    let a = open(dir_a.path(), &keys_a, &server.url);
+    a.register("replayed", PASSWORD, "phone").await.unwrap();
+    let first = a.journal_create("first", "kept once").unwrap();
+    a.journal_create("second", "also kept").unwrap();
+    a.sync_once().await.unwrap();
+
+    let inner: Arc<dyn ServerApi> =
+        Arc::new(HttpRemote::new(&server.url, HttpOptions::default()).unwrap());
+    let chaos = Arc::new(ChaosRemote::new(inner, 7, Faults::NONE));
+    let open_b = || {
+        let remote: Arc<dyn ServerApi> = chaos.clone();
+        Haven::open(HavenConfig::new(dir_b.path()), Arc::clone(&keys_b), remote).unwrap()
+    };
+    let mut b = open_b();
+    b.login("replayed", PASSWORD, "tablet").await.unwrap();
+    let clean = b.sync_once().await.unwrap();
+    assert!(clean.skipped.is_empty(), "{:?}", clean.skipped);
+
+    chaos.set_faults(Faults {
+        replay: 100,
+        ..Faults::NONE
+    });
+    for round in 0..2 {
+        a.journal_append_body(&first, &format!(" edit {round}"))
+            .unwrap();
+        a.sync_once().await.unwrap();
+        let report = b.sync_once().await.unwrap();
+        assert_eq!(
+            report.skipped.len(),
+            1,
+            "round {round}: one replay, reported: {:?}",
+            report.skipped
+        );
+        assert!(report.skipped[0].contains("replayed envelope"));
+        // The counters are kept on disk: a restarted device still knows what it applied.
+        b.close().unwrap();
+        b = open_b();
+        assert_eq!(
+            b.journal_get(&first).unwrap(),
+            a.journal_get(&first).unwrap()
+        );
+        assert_eq!(b.journal_list().len(), 2);
+    }
+    assert_eq!(chaos.replayed(), 2);
+    server.stop().await.unwrap();
+}

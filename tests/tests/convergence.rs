@@ -1,7 +1,7 @@
 //! Convergence under faults (issue 5, part 1): three devices of one account, the real server on
 //! loopback, random offline edits to shared journal entries, random sync schedules through a
 //! network that loses requests and answers, duplicates and reorders, devices going offline and
-//! restarting. Every run must end with all devices identical and nothing a device wrote missing
+//! restarting, and a server that replays envelopes it served before. Every run must end with all devices identical and nothing a device wrote missing
 //! (except what a deletion removed on purpose).
 //!
 //! Profiles: `HAVEN_TEST_PROFILE=ci` (default) runs a fast set of seeds; `long` runs 10,000.
@@ -63,8 +63,16 @@ fn open(dir: &Path, keys: &Arc<dyn KeyStore>, chaos: &Arc<ChaosRemote>) -> Haven
     Haven::open(HavenConfig::new(dir), Arc::clone(keys), remote).unwrap()
 }
 
-/// One simulated run. Panics (with the seed in the message) when devices diverge or lose data.
-async fn run(server: &TestServer, seed: u64) {
+/// Replays the simulated server injected, and replays the devices reported.
+#[derive(Default)]
+struct Replays {
+    injected: usize,
+    reported: usize,
+}
+
+/// One simulated run. Panics (with the seed in the message) when devices diverge or lose data,
+/// or skip an envelope for any reason but a replay.
+async fn run(server: &TestServer, seed: u64, replays: &mut Replays) {
     let mut dice = Dice::new(seed);
     let mut devices: Vec<Device> = (0..3)
         .map(|n| Device::new(&server.url, seed * 3 + n))
@@ -152,7 +160,16 @@ async fn run(server: &TestServer, seed: u64) {
                 }
             }
             64..90 => {
-                let _ = device.haven().sync_once().await;
+                // A round may fail under faults; one that ends says what it skipped.
+                if let Ok(report) = device.haven().sync_once().await {
+                    for reason in &report.skipped {
+                        assert!(
+                            reason.contains(": replayed envelope: "),
+                            "seed {seed}: device {d} skipped an envelope: {reason}"
+                        );
+                        replays.reported += 1;
+                    }
+                }
             }
             90..95 => device.restart(),
             _ => {
@@ -218,6 +235,7 @@ async fn run(server: &TestServer, seed: u64) {
         );
     }
     for device in devices {
+        replays.injected += device.chaos.replayed();
         assert_eq!(
             device.haven().status().pending,
             0,
@@ -255,14 +273,23 @@ async fn devices_converge_under_faults() {
     .await
     .unwrap();
     let started = std::time::Instant::now();
+    let mut replays = Replays::default();
     for &seed in &seeds {
         println!("seed {seed}");
-        run(&server, seed).await;
+        run(&server, seed, &mut replays).await;
     }
     println!(
-        "{} seeds in {:.1} s",
+        "{} seeds in {:.1} s; {} replays injected, {} reported by devices",
         seeds.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        replays.injected,
+        replays.reported
+    );
+    // Some replays land in rounds that then fail; none may go unnoticed in all of them.
+    assert!(
+        replays.injected == 0 || replays.reported > 0,
+        "no device noticed any of {} replays",
+        replays.injected
     );
     server.stop().await.unwrap();
 }

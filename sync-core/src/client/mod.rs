@@ -6,6 +6,7 @@
 //! the device unencrypted, and nothing here logs it.
 
 mod account;
+mod counters;
 mod devices;
 mod error;
 pub mod export;

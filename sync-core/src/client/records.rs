@@ -17,6 +17,8 @@ pub(crate) const KEY_BUNDLE: &[u8] = b"bundle";
 pub(crate) const KEY_SESSION: &[u8] = b"session";
 /// Key of the `Counters` table for the outbox's own order.
 pub(crate) const COUNTER_OUTBOX: &[u8] = b"outbox";
+/// Prefix of the `Counters` keys holding the counters applied per (space, device).
+pub(crate) const SEEN_COUNTERS_PREFIX: &[u8] = b"seen-ctr/";
 
 /// Current format of [`ProfileMeta`].
 pub(crate) const PROFILE_FORMAT: u32 = 1;

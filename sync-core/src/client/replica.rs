@@ -13,10 +13,12 @@ use ed25519_dalek::VerifyingKey;
 use haven_protocol::api::KeyBundle;
 use haven_protocol::{DeviceId, DocId, Envelope, EnvelopeId, Kind, SequencedEnvelope, SpaceId};
 
+use super::counters::{Admission, SeenCounters};
 use super::error::{HavenError, HavenResult};
 use super::records::{
     self, COUNTER_OUTBOX, CursorRecord, DocRecord, KEY_BUNDLE, KEY_DEVICE, KEY_ROOT, META_PROFILE,
-    OutboxRecord, PROFILE_FORMAT, ProfileMeta, SeenRecord, SummaryRecord, doc_key, space_key,
+    OutboxRecord, PROFILE_FORMAT, ProfileMeta, SEEN_COUNTERS_PREFIX, SeenRecord, SummaryRecord,
+    doc_key, space_key,
 };
 use crate::content::{ManifestGuard, verify_public_envelope};
 use crate::crypto::{
@@ -97,6 +99,10 @@ pub(crate) struct Replica {
     outbox_cache: Option<BTreeMap<Vec<u8>, OutboxRecord>>,
     /// Documents with enough live envelopes to be worth a snapshot, once read.
     snapshot_due: Option<HashSet<DocId>>,
+    /// The envelope counters applied per (private space, device), once read, to notice replays;
+    /// those changed by the page being applied are staged with it.
+    device_counters: HashMap<(SpaceId, DeviceId), SeenCounters>,
+    counters_changed: HashSet<(SpaceId, DeviceId)>,
     manifest_guard: ManifestGuard,
 }
 
@@ -182,6 +188,8 @@ impl Replica {
             counters: HashMap::new(),
             outbox_cache: None,
             snapshot_due: None,
+            device_counters: HashMap::new(),
+            counters_changed: HashSet::new(),
             manifest_guard,
         })
     }
@@ -250,6 +258,8 @@ impl Replica {
         if result.is_err() {
             self.docs.clear();
             self.counters.clear();
+            self.device_counters.clear();
+            self.counters_changed.clear();
             self.outbox_cache = None;
             self.snapshot_due = None;
         }
@@ -920,7 +930,11 @@ impl Replica {
         let mut seen_pending: HashMap<DocId, SeenRecord> = HashMap::new();
         let deleted = self.deleted_entries()?;
         let mut queued: HashMap<DocId, Vec<Change>> = HashMap::new();
-        for item in page {
+        // In log order, however the page arrived: whatever is applied before a stop (an unknown
+        // epoch) is then exactly what the cursor moves past, so nothing is pulled twice.
+        let mut in_order: Vec<&SequencedEnvelope> = page.iter().collect();
+        in_order.sort_by_key(|item| item.seq);
+        for item in in_order.iter().copied() {
             let envelope = &item.envelope;
             if envelope.kind != Kind::Change
                 && let Some(changes) = queued.remove(&envelope.doc)
@@ -967,11 +981,10 @@ impl Replica {
             }
         }
         self.stage_seen_records(&seen_pending, batch)?;
+        self.stage_counters(batch)?;
         // The cursor may only move past envelopes that were handled: up to the greatest seq of
         // this page below which everything was (a page may arrive in any order).
-        let mut ordered: Vec<&SequencedEnvelope> = page.iter().collect();
-        ordered.sort_by_key(|item| item.seq);
-        let last = ordered
+        let last = in_order
             .iter()
             .take_while(|item| processed.contains(&item.seq))
             .last()
@@ -990,6 +1003,74 @@ impl Replica {
         }
         self.stage_meta(batch)?;
         Ok((report, last))
+    }
+
+    fn counters_key(space: &SpaceId, device: &DeviceId) -> Vec<u8> {
+        let mut key = SEEN_COUNTERS_PREFIX.to_vec();
+        key.extend_from_slice(space.name().as_bytes());
+        key.push(b'/');
+        key.extend_from_slice(device.as_ref());
+        key
+    }
+
+    /// Records an authentic envelope's counter; refuses it if that counter was applied before
+    /// (the server served it again).
+    fn admit_counter(&mut self, space: &SpaceId, envelope: &Envelope) -> Result<(), Skip> {
+        let key = (*space, envelope.device);
+        if !self.device_counters.contains_key(&key) {
+            let stored: SeenCounters = records::load(
+                &self.store,
+                Table::Counters,
+                &Self::counters_key(space, &envelope.device),
+                "seen counters",
+            )
+            .map_err(|error| Skip::Bad(error.to_string()))?
+            .unwrap_or_default();
+            self.device_counters.insert(key, stored);
+        }
+        let seen = self.device_counters.entry(key).or_default();
+        match seen.admit(envelope.ctr) {
+            Admission::Replay => Err(Skip::Bad(format!(
+                "replayed envelope: counter {} of device {} was applied before",
+                envelope.ctr,
+                envelope.device.to_hex()
+            ))),
+            Admission::Fresh | Admission::Late | Admission::Unchecked => {
+                self.counters_changed.insert(key);
+                Ok(())
+            }
+        }
+    }
+
+    fn stage_counters(&mut self, batch: &mut WriteBatch) -> HavenResult<()> {
+        for key in std::mem::take(&mut self.counters_changed) {
+            if let Some(seen) = self.device_counters.get(&key) {
+                records::put(
+                    batch,
+                    Table::Counters,
+                    &Self::counters_key(&key.0, &key.1),
+                    seen,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets what this device knew of the server's log (after the server lost its tail): the
+    /// live envelopes per document and the counters seen per device.
+    pub(crate) fn stage_forget_server_view(&mut self, batch: &mut WriteBatch) -> HavenResult<()> {
+        for (key, _) in self.store.scan(Table::Seen)?.entries {
+            batch.delete(Table::Seen, &key);
+        }
+        for (key, _) in self.store.scan(Table::Counters)?.entries {
+            if key.starts_with(SEEN_COUNTERS_PREFIX) {
+                batch.delete(Table::Counters, &key);
+            }
+        }
+        self.device_counters.clear();
+        self.counters_changed.clear();
+        self.snapshot_due = Some(HashSet::new());
+        Ok(())
     }
 
     /// Applies a document's queued changes in one call; if the batch fails (a change that parsed
@@ -1044,6 +1125,8 @@ impl Replica {
             Err(OpenError::UnknownEpoch { .. }) => return Err(Skip::UnknownEpoch),
             Err(error) => return Err(Skip::Bad(error.to_string())),
         };
+        // Only now: the counter is authentic (it is in the AAD), so a forgery cannot spend it.
+        self.admit_counter(space, envelope)?;
         match envelope.kind {
             Kind::Tombstone => Ok(Applied::Deleted),
             Kind::Snapshot => {

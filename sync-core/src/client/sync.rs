@@ -8,7 +8,7 @@ use super::Haven;
 use super::error::{HavenError, HavenResult};
 use super::records::{CursorRecord, CutOff, OutboxRecord, SeenRecord};
 use super::replica::Replica;
-use crate::local_store::{Table, WriteBatch};
+use crate::local_store::WriteBatch;
 use crate::remote::PullCursor;
 
 /// Envelopes per push.
@@ -458,10 +458,8 @@ impl Haven {
         let mut writes = WriteBatch::new();
         replica.stage_cursor(space, &CursorRecord::default(), &mut writes)?;
         if !space.is_public() {
-            // What the device saw live on the old log means nothing on the restored one.
-            for (key, _) in replica.store.scan(Table::Seen)?.entries {
-                writes.delete(Table::Seen, &key);
-            }
+            // What the device saw of the old log means nothing on the restored one.
+            replica.stage_forget_server_view(&mut writes)?;
             replica.stage_reupload_all(&mut writes)?;
         }
         replica.commit(writes)?;
