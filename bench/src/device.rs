@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use haven_core::env::{OsRandom, Random};
-use haven_core::local_store::{FileKeyStore, KeyStore};
+use haven_core::local_store::{FileKeyStore, KeyStore, MemoryKeyStore};
 use haven_core::remote::http::{HttpOptions, HttpRemote};
 use haven_core::{Haven, HavenConfig};
 
@@ -35,6 +35,21 @@ impl Device {
         let tap = TapRemote::new(http);
         let haven = Haven::open(HavenConfig::new(dir), keystore, Arc::new(tap.clone()))
             .map_err(|error| anyhow!("opening {}: {error}", dir.display()))?;
+        Ok(Self {
+            haven: Arc::new(haven),
+            tap,
+        })
+    }
+
+    /// A profile kept in memory only (no files, no fsync), as the peer's clients keep theirs.
+    pub(crate) fn open_in_memory(url: &str) -> anyhow::Result<Self> {
+        let random: Arc<dyn Random> = Arc::new(OsRandom);
+        let keystore: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new(random));
+        let http = HttpRemote::new(url, HttpOptions::default())
+            .map_err(|error| anyhow!("remote: {error}"))?;
+        let tap = TapRemote::new(http);
+        let haven = Haven::open(HavenConfig::in_memory(), keystore, Arc::new(tap.clone()))
+            .map_err(|error| anyhow!("opening an in-memory profile: {error}"))?;
         Ok(Self {
             haven: Arc::new(haven),
             tap,

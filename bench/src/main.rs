@@ -108,6 +108,12 @@ pub(crate) struct Config {
     pub micro_apply_entries: usize,
     #[arg(long, default_value_t = 5)]
     pub micro_apply_changes: usize,
+    /// Also run W1 with an in-memory profile (no fsync), on its own server.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub w1_in_memory: bool,
+    /// Stop the `w` section after W1 and S1-after-W1 (for profiling W1 alone).
+    #[arg(long)]
+    pub stop_after_w1: bool,
     /// Where the D1 profile is cached between runs (default: a temporary directory).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,

@@ -94,6 +94,27 @@ pub(crate) async fn run(
         tokio::task::spawn_blocking(move || automerge_w1(&plans)).await??
     };
 
+    // ----- W1 with an in-memory profile (as the peer's clients), on its own server -----
+    let w1_in_memory = if cfg.w1_in_memory {
+        let data = work.join("w1-memory-server-data");
+        std::fs::create_dir_all(&data)?;
+        let server = ServerProc::start(server_cmd, &data)?;
+        crate::register_pid(server.pid);
+        let device = Device::open_in_memory(&server.url)?;
+        let register = device.register(&username("mem")).await?;
+        device.sync().await?;
+        let (out, _) = w1(cfg, &device, &plans, register).await?;
+        eprintln!(
+            "[bench] W1 (in-memory profile): acked after {:.0} ms (client cpu {:.0} ms)",
+            out.upload_ms, out.client_cpu_ms
+        );
+        drop(device);
+        server.stop()?;
+        Some(out)
+    } else {
+        None
+    };
+
     // ----- W1 -----
     let user = username("bench");
     let a = Device::open(&work.join("device-a"), &server.url)?;
@@ -109,6 +130,16 @@ pub(crate) async fn run(
     let storage_after_w1 = settle(&data).await;
     let (rss_after_w1, _) = server.rss();
     a.close()?;
+    if cfg.stop_after_w1 {
+        server.stop()?;
+        return Ok(json!({
+            "automergeW1": automerge_w1,
+            "w1": w1,
+            "w1InMemory": w1_in_memory,
+            "server": { "rssIdleBytes": rss_idle, "rssAfterW1Bytes": rss_after_w1 },
+            "storageAfterW1": storage_after_w1,
+        }));
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // ----- W2 -----
@@ -145,6 +176,7 @@ pub(crate) async fn run(
     Ok(json!({
         "automergeW1": automerge_w1,
         "w1": w1,
+        "w1InMemory": w1_in_memory,
         "w2": w2,
         "w3": w3["paced"],
         "w3burst": w3["burst"],
@@ -417,7 +449,8 @@ impl W3State<'_> {
             let seen = loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, self.reports.recv()).await {
-                    Ok(Some((at, true))) => {
+                    // A report from before this edit (a late round) does not count.
+                    Ok(Some((at, true))) if at >= start => {
                         let body = self
                             .b
                             .haven
