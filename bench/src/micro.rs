@@ -160,8 +160,11 @@ async fn apply_pulled(cfg: &Config, url: &str, work: &Path) -> anyhow::Result<Va
         })
         .collect::<Result<_, automerge::AutomergeError>>()?;
     let change_count: usize = raw.iter().map(Vec::len).sum();
-    let automerge =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(Duration, Duration, usize)> {
+    // `one_by_one`: one `apply_changes` call per change, as the engine applies one envelope
+    // (here one change) at a time; otherwise all of an entry's changes in one call.
+    type Timed = (Duration, Duration, usize);
+    let automerge = tokio::task::spawn_blocking(move || -> anyhow::Result<[Timed; 2]> {
+        let run = |one_by_one: bool| -> anyhow::Result<Timed> {
             let cpu0 = procfs::thread_cpu();
             let start = Instant::now();
             let mut saved = 0;
@@ -172,13 +175,21 @@ async fn apply_pulled(cfg: &Config, url: &str, work: &Path) -> anyhow::Result<Va
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|error| anyhow!("{error}"))?;
                 let mut doc = AutoCommit::new();
-                doc.apply_changes(parsed)?;
+                if one_by_one {
+                    for change in parsed {
+                        doc.apply_changes([change])?;
+                    }
+                } else {
+                    doc.apply_changes(parsed)?;
+                }
                 saved += doc.save().len();
             }
             Ok((procfs::thread_cpu() - cpu0, start.elapsed(), saved))
-        })
-        .await??;
-    let (am_cpu, am_wall, am_saved) = automerge;
+        };
+        Ok([run(false)?, run(true)?])
+    })
+    .await??;
+    let [(am_cpu, am_wall, am_saved), (one_cpu, _, _)] = automerge;
     Ok(json!({
         "entries": entries,
         "changesPerEntry": changes_per_entry,
@@ -190,6 +201,7 @@ async fn apply_pulled(cfg: &Config, url: &str, work: &Path) -> anyhow::Result<Va
         "automergeWallMs": ms(am_wall),
         "automergeCpuMs": ms(am_cpu),
         "automergeSavedBytes": am_saved,
+        "automergeOneCallPerChangeCpuMs": ms(one_cpu),
         "cpuRatioHavenToAutomerge": procfs::round3(r_cpu.as_secs_f64() / am_cpu.as_secs_f64().max(1e-9)),
         "wallRatioHavenToAutomerge": procfs::round3(r_wall.as_secs_f64() / am_wall.as_secs_f64().max(1e-9)),
         "overHttp": { "wallMs": ms(q_wall), "cpuMs": ms(q_cpu), "envelopes": q_report.pulled },
