@@ -67,6 +67,7 @@ enum Unit {
     Ms,
     Bytes,
     Count,
+    Ratio,
 }
 
 fn show(value: Option<f64>, unit: Unit) -> String {
@@ -79,6 +80,7 @@ fn show(value: Option<f64>, unit: Unit) -> String {
         (Some(v), Unit::Bytes) if v >= 10_240.0 => format!("{:.0} KiB", v / 1024.0),
         (Some(v), Unit::Bytes) => format!("{v:.0} B"),
         (Some(v), Unit::Count) => format!("{v:.0}"),
+        (Some(v), Unit::Ratio) => format!("{v:.2}x"),
     }
 }
 
@@ -123,7 +125,7 @@ const MIB: f64 = 1_048_576.0;
 
 fn rows() -> Vec<Row> {
     use Target::{HavenAtMost, RatioAtLeast};
-    use Unit::{Bytes, Count, Ms};
+    use Unit::{Bytes, Count, Ms, Ratio};
     vec![
         row(
             "W1 upload (N entries x 5 edits, until the server acked all)",
@@ -132,6 +134,22 @@ fn rows() -> Vec<Row> {
             Ms,
             RatioAtLeast(8.0),
             "peer/Haven >= 8",
+        ),
+        row(
+            "W1 upload, Haven profile in memory (no fsync; the peer's clients are in memory)",
+            Some("w1.uploadMs"),
+            "w1InMemory.uploadMs",
+            Ms,
+            Target::None,
+            "",
+        ),
+        row(
+            "W1 client CPU, Haven profile in memory",
+            None,
+            "w1InMemory.clientCpuMs",
+            Ms,
+            Target::None,
+            "",
         ),
         row(
             "W1 local create loop",
@@ -345,7 +363,7 @@ fn rows() -> Vec<Row> {
             "Apply: Haven/Automerge CPU ratio",
             None,
             "micro.applyPulled.cpuRatioHavenToAutomerge",
-            Count,
+            Ratio,
             HavenAtMost(1.5),
             "<= 1.5",
         ),

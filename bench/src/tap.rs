@@ -24,6 +24,8 @@ struct TapState {
     recording: Option<HashMap<PageKey, PullResponse>>,
     replay: Option<Arc<HashMap<PageKey, PullResponse>>>,
     replayed: usize,
+    /// Wall time of each call to the server, by endpoint (while `timing` is on).
+    timing: Option<HashMap<&'static str, Vec<std::time::Duration>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,30 @@ impl TapRemote {
         let mut state = self.state();
         state.replay = Some(pages);
         state.replayed = 0;
+    }
+
+    /// Starts timing every call to the server, by endpoint.
+    pub(crate) fn start_timing(&self) {
+        self.state().timing = Some(HashMap::new());
+    }
+
+    /// The calls timed since `start_timing`: per endpoint, count and latency percentiles.
+    pub(crate) fn take_timing(&self) -> serde_json::Value {
+        let timing = self.state().timing.take().unwrap_or_default();
+        let mut out = serde_json::Map::new();
+        for (name, samples) in timing {
+            out.insert(
+                name.to_owned(),
+                serde_json::to_value(crate::procfs::latency(&samples)).unwrap_or_default(),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
+
+    fn timed(&self, name: &'static str, started: std::time::Instant) {
+        if let Some(timing) = self.state().timing.as_mut() {
+            timing.entry(name).or_default().push(started.elapsed());
+        }
     }
 
     /// Pulls answered from memory so far.
@@ -169,7 +195,10 @@ impl ServerApi for TapRemote {
         changes: &[Envelope],
     ) -> Result<PushResponse, RemoteError> {
         self.saw(access);
-        self.inner.push(access, space, changes).await
+        let started = std::time::Instant::now();
+        let result = self.inner.push(access, space, changes).await;
+        self.timed("push", started);
+        result
     }
     async fn pull(
         &self,
@@ -190,7 +219,17 @@ impl ServerApi for TapRemote {
                 return Ok(page);
             }
         }
-        let page = self.inner.pull(access, space, cursor).await?;
+        let started = std::time::Instant::now();
+        let page = self.inner.pull(access, space, cursor).await;
+        self.timed(
+            if space.is_public() {
+                "pullPublic"
+            } else {
+                "pullPrivate"
+            },
+            started,
+        );
+        let page = page?;
         if let Some(recording) = self.state().recording.as_mut() {
             recording.insert(key, page.clone());
         }

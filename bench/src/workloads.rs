@@ -150,6 +150,7 @@ pub(crate) async fn run(
         "[bench] W2: {} entries verified after {:.0} ms",
         cfg.n, w2["downloadMs"]
     );
+    let log = log_bytes(&b).await?;
     let (rss_after_w2, hwm_before_restart) = server.rss();
     let storage_after_w2 = settle(&data).await;
     b.close()?;
@@ -193,10 +194,53 @@ pub(crate) async fn run(
         "storageAfterW1": storage_after_w1,
         "storageAfterW2": storage_after_w2,
         "snapshotsByFreshDevice": b_snapshots,
+        "logAfterW2": log,
         "storageAfterRestart": storage_after_restart,
         "storageAfterReopen": storage_after_reopen,
         "storageEnd": storage_end,
     }))
+}
+
+/// The account's log as the server holds it after W2 (outside every clock): live envelopes by
+/// kind and their stored size (`Envelope::encode`, what the server writes per envelope).
+async fn log_bytes(device: &Device) -> anyhow::Result<Value> {
+    use haven_core::remote::{PullCursor, ServerApi as _};
+    let access = device.tap.access().context("no access token")?;
+    let space = device.haven.space().context("no space")?;
+    let (mut after, mut at) = (0, None);
+    let mut kinds: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for _ in 0..100_000 {
+        let page = device
+            .tap
+            .inner()
+            .pull(
+                Some(&access),
+                &space,
+                PullCursor {
+                    after,
+                    at,
+                    limit: 1000,
+                },
+            )
+            .await
+            .map_err(|error| anyhow!("{error}"))?;
+        for item in &page.changes {
+            let entry = kinds
+                .entry(item.envelope.kind.as_str().to_owned())
+                .or_default();
+            entry.0 += 1;
+            entry.1 += item.envelope.encode().len() as u64;
+            if item.seq > after {
+                after = item.seq;
+                at = Some(item.envelope.id);
+            }
+        }
+        if page.caught_up || page.changes.is_empty() {
+            break;
+        }
+    }
+    let total: u64 = kinds.values().map(|(_, bytes)| bytes).sum();
+    Ok(json!({ "encodedBytes": total, "byKind": kinds }))
 }
 
 /// Waits until the data directory stops growing (stable 1.5 s, at most 30 s), as the peer does.
@@ -422,9 +466,8 @@ async fn w2(
 /// What W3's timed loop needs between phases.
 struct W3State<'a> {
     a: &'a Device,
-    b: &'a Device,
     id: DocId,
-    reports: tokio::sync::mpsc::UnboundedReceiver<(Instant, bool)>,
+    reports: tokio::sync::mpsc::UnboundedReceiver<(Instant, usize)>,
     expected_chars: usize,
 }
 
@@ -432,6 +475,7 @@ impl W3State<'_> {
     /// `reps` edits, each `gap` after the previous one was seen (0: at once).
     async fn phase(&mut self, reps: usize, gap: Duration) -> anyhow::Result<Value> {
         let mut samples = Vec::with_capacity(reps);
+        let (mut appends, mut syncs) = (Vec::new(), Vec::new());
         let mut timeouts = 0usize;
         for _ in 0..reps {
             if !gap.is_zero() {
@@ -443,23 +487,18 @@ impl W3State<'_> {
                 .haven
                 .journal_append_body(&self.id, "x")
                 .map_err(|error| anyhow!("W3 edit: {error}"))?;
+            let appended = Instant::now();
             self.expected_chars += 1;
             self.a.sync().await?;
+            appends.push(appended - start);
+            syncs.push(appended.elapsed());
             let deadline = start + Duration::from_secs(10);
             let seen = loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, self.reports.recv()).await {
-                    // A report from before this edit (a late round) does not count.
-                    Ok(Some((at, true))) if at >= start => {
-                        let body = self
-                            .b
-                            .haven
-                            .journal_get(&self.id)
-                            .map_err(|error| anyhow!("{error}"))?
-                            .body;
-                        if body.chars().count() >= self.expected_chars {
-                            break Some(at);
-                        }
+                    // The first round after which B's body holds this edit.
+                    Ok(Some((at, chars))) if at >= start && chars >= self.expected_chars => {
+                        break Some(at);
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => bail!("W3: live sync ended"),
@@ -476,6 +515,9 @@ impl W3State<'_> {
         value["gapMs"] = json!(gap.as_millis());
         value["reps"] = json!(reps);
         value["timeouts"] = json!(timeouts);
+        // The writer's local edit (durable commit) and its sync round (push, then pull).
+        value["writerAppend"] = serde_json::to_value(latency(&appends))?;
+        value["writerSyncRound"] = serde_json::to_value(latency(&syncs))?;
         Ok(value)
     }
 }
@@ -484,21 +526,30 @@ impl W3State<'_> {
 /// round, as an app pushes an edit); the clock stops when B's live round reports the entry
 /// changed and B reads the new body.
 async fn w3(cfg: &Config, a: &Device, b: &Device, id: DocId) -> anyhow::Result<Value> {
-    let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel::<(Instant, bool)>();
+    let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel::<(Instant, usize)>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let live = {
         let haven = Arc::clone(&b.haven);
+        let reader = Arc::clone(&b.haven);
         tokio::spawn(async move {
             haven
                 .run_live(
                     async move {
                         let _ = stop_rx.await;
                     },
+                    // Runs after each live round, with the engine's locks released: the time the
+                    // round ended and the body length B reads right then.
                     move |round| {
-                        let touched = round
+                        let at = Instant::now();
+                        if round
                             .as_ref()
-                            .is_ok_and(|report| report.changed.contains(&id));
-                        let _ = reports_tx.send((Instant::now(), touched));
+                            .is_ok_and(|report| report.changed.contains(&id))
+                        {
+                            let chars = reader
+                                .journal_get(&id)
+                                .map_or(0, |entry| entry.body.chars().count());
+                            let _ = reports_tx.send((at, chars));
+                        }
                     },
                 )
                 .await
@@ -514,7 +565,6 @@ async fn w3(cfg: &Config, a: &Device, b: &Device, id: DocId) -> anyhow::Result<V
         .count();
     let mut state = W3State {
         a,
-        b,
         id,
         reports,
         expected_chars,
@@ -523,9 +573,14 @@ async fn w3(cfg: &Config, a: &Device, b: &Device, id: DocId) -> anyhow::Result<V
         state
             .phase(cfg.w3_warmup, Duration::from_millis(250))
             .await?;
-        let paced = state
+        a.tap.start_timing();
+        b.tap.start_timing();
+        let mut paced = state
             .phase(cfg.w3, Duration::from_millis(cfg.w3_gap_ms))
             .await?;
+        // Where the paced edits' time went on the wire (the server's fsync is inside `push`).
+        paced["writerCalls"] = a.tap.take_timing();
+        paced["readerCalls"] = b.tap.take_timing();
         let burst = state.phase(cfg.w3_burst, Duration::ZERO).await?;
         Ok::<_, anyhow::Error>(json!({ "paced": paced, "burst": burst }))
     }
