@@ -152,6 +152,14 @@ fn rows() -> Vec<Row> {
             "",
         ),
         row(
+            "fdatasync of 4 KiB on this disk, p50, just before W1 (context)",
+            None,
+            "fsyncBeforeW1.p50Ms",
+            Ms,
+            Target::None,
+            "",
+        ),
+        row(
             "W1 local create loop",
             Some("w1.localCreateMs"),
             "w1.localCreateMs",

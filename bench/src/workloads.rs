@@ -116,6 +116,7 @@ pub(crate) async fn run(
     };
 
     // ----- W1 -----
+    let fsync_before_w1 = fsync_probe(work)?;
     let user = username("bench");
     let a = Device::open(&work.join("device-a"), &server.url)?;
     let register = a.register(&user).await?;
@@ -178,6 +179,7 @@ pub(crate) async fn run(
         "automergeW1": automerge_w1,
         "w1": w1,
         "w1InMemory": w1_in_memory,
+        "fsyncBeforeW1": fsync_before_w1,
         "w2": w2,
         "w3": w3["paced"],
         "w3burst": w3["burst"],
@@ -241,6 +243,26 @@ async fn log_bytes(device: &Device) -> anyhow::Result<Value> {
     }
     let total: u64 = kinds.values().map(|(_, bytes)| bytes).sum();
     Ok(json!({ "encodedBytes": total, "byKind": kinds }))
+}
+
+/// This disk's durable-write latency right now: 100 fdatasyncs of a rewritten 4 KiB block, as a
+/// redb commit makes (the disk is shared, and W1 on disk moves with it).
+fn fsync_probe(work: &Path) -> anyhow::Result<Value> {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    let path = work.join("fsync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0x5a_u8; 4096];
+    let mut samples = Vec::with_capacity(100);
+    for i in 0..100_u64 {
+        file.seek(SeekFrom::Start((i % 16) * 4096))?;
+        file.write_all(&block)?;
+        let start = Instant::now();
+        file.sync_data()?;
+        samples.push(start.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(serde_json::to_value(latency(&samples))?)
 }
 
 /// Waits until the data directory stops growing (stable 1.5 s, at most 30 s), as the peer does.

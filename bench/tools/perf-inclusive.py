@@ -3,8 +3,9 @@
 
     perf script -i FILE | bench/tools/perf-inclusive.py MARKER [TOP] [FILTER]
 
-MARKER selects samples (a substring of some frame, e.g. `workloads::w1`); every function on
-those samples' stacks is credited once per sample. FILTER (a substring) limits the printed rows.
+MARKER selects samples: substrings joined by `&`, each `!`-prefixed one excluded (e.g.
+`workloads::w3::&!W3State`); every function on the selected samples' stacks is credited once per
+sample. FILTER (a substring) limits the printed rows.
 """
 import re
 import sys
@@ -31,7 +32,12 @@ def flush():
     if not stack:
         return
     total += 1
-    if any(marker in frame for frame in stack):
+    terms = marker.split("&")
+    wanted = [t for t in terms if not t.startswith("!")]
+    unwanted = [t[1:] for t in terms if t.startswith("!")]
+    if all(any(t in frame for frame in stack) for t in wanted) and not any(
+        any(t in frame for frame in stack) for t in unwanted
+    ):
         picked += 1
         for name in set(stack):
             incl[name] += 1
