@@ -11,8 +11,9 @@ use haven_core::remote::http::HttpRemote;
 use haven_core::remote::{LiveHeads, PullCursor, RemoteError, ServerApi};
 use haven_protocol::api::{
     AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, DevicesResponse,
-    KeyBundle, LinkCreated, LinkPayload, PreloginResponse, PullResponse, PushResponse,
-    RecoveryRequest, RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest, SessionResponse,
+    EnrolRequest, EnrolmentCreated, KeyBundle, LinkCreated, LinkPayload, PasswordChangeRequest,
+    PreloginResponse, PullResponse, PushResponse, RecoveryRequest, RecoveryResetRequest,
+    RecoveryResponse, RevokeDeviceRequest, SessionResponse,
 };
 use haven_protocol::{DeviceId, Envelope, HexId, SpaceId};
 
@@ -187,6 +188,19 @@ impl ServerApi for TapRemote {
     }
     async fn delete_account(&self, access: &str, proof: &AuthProof) -> Result<(), RemoteError> {
         self.inner.delete_account(access, proof).await
+    }
+    async fn change_password(
+        &self,
+        access: &str,
+        request: &PasswordChangeRequest,
+    ) -> Result<SessionResponse, RemoteError> {
+        self.inner.change_password(access, request).await
+    }
+    async fn create_enrolment(&self, access: &str) -> Result<EnrolmentCreated, RemoteError> {
+        self.inner.create_enrolment(access).await
+    }
+    async fn enrol_session(&self, request: &EnrolRequest) -> Result<SessionResponse, RemoteError> {
+        self.inner.enrol_session(request).await
     }
     async fn push(
         &self,

@@ -194,6 +194,35 @@ pub struct RevokeDeviceRequest {
     pub key_epoch: u32,
 }
 
+/// `POST /v1/account/password`: a new password, the bundle re-wrapped under it (same epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PasswordChangeRequest {
+    /// Fresh proof of the current password.
+    pub auth_secret: Bytes<32>,
+    pub new_auth_secret: Bytes<32>,
+    pub kdf: KdfParams,
+    /// Re-wrapped under the new password; version exactly one above the stored one.
+    pub key_bundle: KeyBundle,
+}
+
+/// `POST /v1/devices/enrolment`: a one-time token an existing device hands to a new one (through
+/// the link mailbox, sealed), with which the new device starts its first session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrolmentCreated {
+    pub enrolment_token: String,
+    pub expires_in: u64,
+}
+
+/// `POST /v1/sessions/enrol`: the new device's first session, without the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrolRequest {
+    pub enrolment_token: String,
+    pub device: DeviceId,
+    /// Opaque to the server, as in [`CreateSessionRequest`].
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuthProof {
     /// Fresh proof of the current password.

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::*;
 use haven_protocol::{Bytes, Kind};
+use haven_server::clock::random_bytes;
 use serde_json::{Value, json};
 
 fn code(body: &Value) -> &str {
@@ -725,6 +726,147 @@ async fn recovery_resets_the_password_and_ends_sessions() {
     renewed.auth_secret = new_secret;
     let (status, _) = app.post("/v1/sessions", None, renewed.login_body()).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn password_change_needs_the_old_password_and_ends_every_session() {
+    let app = TestApp::new().await;
+    let user = app.user("quinn").await;
+    let other = user.second_device(&app).await;
+    let new_secret = Bytes([66u8; 32]);
+    let change = |proof: Bytes<32>, version: u64, epoch: u32| {
+        json!({"auth_secret": proof, "new_auth_secret": new_secret, "kdf": TestUser::kdf(),
+            "key_bundle": TestUser::bundle(version, epoch)})
+    };
+    let (status, _) = app
+        .post(
+            "/v1/account/password",
+            user.token(),
+            change(Bytes([0u8; 32]), 2, 0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "wrong current password");
+    for (version, epoch) in [(1, 0), (3, 0), (2, 1)] {
+        let (status, body) = app
+            .post(
+                "/v1/account/password",
+                user.token(),
+                change(user.auth_secret, version, epoch),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{version}/{epoch}: {body}");
+        assert_eq!(code(&body), "version_conflict");
+    }
+    let (status, session) = app
+        .post(
+            "/v1/account/password",
+            user.token(),
+            change(user.auth_secret, 2, 0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(session["device_id"], json!(user.device));
+    for (who, token) in [("this device", &user.access), ("the other", &other.access)] {
+        let (status, _) = app.get(&user.changes_uri(), Some(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{who}: old tokens end");
+    }
+    let (status, _) = app
+        .post(
+            "/v1/sessions/refresh",
+            None,
+            json!({"refresh_token": other.refresh}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "old refresh tokens end");
+    let (status, _) = app
+        .get(&user.changes_uri(), session["access_token"].as_str())
+        .await;
+    assert_eq!(status, StatusCode::OK, "the new session works");
+    let (status, keys) = app.get("/v1/keys", session["access_token"].as_str()).await;
+    assert_eq!((status, &keys["version"]), (StatusCode::OK, &json!(2)));
+    let (status, _) = app.post("/v1/sessions", None, user.login_body()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "old password refused");
+    let mut renewed = user.clone();
+    renewed.auth_secret = new_secret;
+    let (status, _) = app.post("/v1/sessions", None, renewed.login_body()).await;
+    assert_eq!(status, StatusCode::OK, "new password works");
+}
+
+#[tokio::test]
+async fn enrolment_tokens_are_single_use_expire_and_are_not_reset_tokens() {
+    let app = TestApp::new().await;
+    let user = app.user("rowan").await;
+    let (status, _) = app.post("/v1/devices/enrolment", None, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, created) = app
+        .post("/v1/devices/enrolment", user.token(), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["expires_in"], 600);
+    let token = created["enrolment_token"].as_str().unwrap().to_owned();
+    let new_device = Bytes::<16>(random_bytes());
+    let enrol = json!({"enrolment_token": token, "device": new_device, "device_name": "sealed"});
+    let (status, session) = app.post("/v1/sessions/enrol", None, enrol.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(session["space_id"], json!(user.space));
+    assert_eq!(session["device_id"], json!(new_device));
+    let (status, devices) = app
+        .get("/v1/devices", session["access_token"].as_str())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 2);
+    let (status, _) = app.post("/v1/sessions/enrol", None, enrol).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "single use");
+
+    let (_, created) = app
+        .post("/v1/devices/enrolment", user.token(), json!({}))
+        .await;
+    app.clock.advance(601);
+    let late = json!({"enrolment_token": created["enrolment_token"], "device": Bytes::<16>(random_bytes())});
+    let (status, _) = app.post("/v1/sessions/enrol", None, late).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "expired");
+
+    // A recovery reset token is no enrolment token, and the other way round.
+    let (_, recovery) = app
+        .post(
+            "/v1/recovery",
+            None,
+            json!({"username": "rowan", "recovery_auth": user.recovery_auth}),
+        )
+        .await;
+    let reset_token = recovery["reset_token"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            "/v1/sessions/enrol",
+            None,
+            json!({"enrolment_token": reset_token, "device": Bytes::<16>(random_bytes())}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, created) = app
+        .post(
+            "/v1/devices/enrolment",
+            session["access_token"].as_str(),
+            json!({}),
+        )
+        .await;
+    let (status, _) = app
+        .post(
+            "/v1/recovery/reset",
+            None,
+            json!({"reset_token": created["enrolment_token"], "auth_secret": Bytes([1u8; 32]),
+                "kdf": TestUser::kdf(), "key_bundle": TestUser::bundle(2, 0)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app
+        .post(
+            "/v1/sessions/enrol",
+            None,
+            json!({"enrolment_token": "garbage", "device": Bytes::<16>(random_bytes())}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

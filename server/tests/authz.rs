@@ -26,6 +26,19 @@ fn endpoints(user: &TestUser, other_device: &str) -> Vec<(Method, String, Option
             ),
         ),
         (
+            Method::POST,
+            "/v1/devices/enrolment".into(),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/v1/account/password".into(),
+            Some(
+                json!({"auth_secret": user.auth_secret, "new_auth_secret": Bytes([1u8; 32]),
+                "kdf": TestUser::kdf(), "key_bundle": TestUser::bundle(2, 0)}),
+            ),
+        ),
+        (
             Method::PUT,
             "/v1/link/00000000000000000000000000000000".into(),
             Some(json!({"payload": Bytes([1u8; 8])})),

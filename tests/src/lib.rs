@@ -200,3 +200,58 @@ pub fn public_envelope(key: &SigningKey, body: &[u8], ctr: u64) -> Envelope {
 pub fn unknown_id() -> EnvelopeId {
     Bytes(random_bytes())
 }
+
+/// A key store in memory, as a test's stand-in for the platform's (Keychain, Android Keystore).
+pub fn memory_keystore() -> Arc<dyn haven_core::local_store::KeyStore> {
+    Arc::new(haven_core::local_store::MemoryKeyStore::new(Arc::new(
+        haven_core::env::OsRandom,
+    )))
+}
+
+/// Opens (or creates) a device profile in `dir` that talks to the server at `url` over HTTP.
+pub fn open_profile(
+    dir: &std::path::Path,
+    keystore: &Arc<dyn haven_core::local_store::KeyStore>,
+    url: &str,
+) -> Result<haven_core::Haven, haven_core::HavenError> {
+    let remote = haven_core::remote::http::HttpRemote::new(
+        url,
+        haven_core::remote::http::HttpOptions::default(),
+    )?;
+    haven_core::Haven::open(
+        haven_core::HavenConfig::new(dir),
+        Arc::clone(keystore),
+        Arc::new(remote),
+    )
+}
+
+/// Ends the whole test process if it is still alive after `limit` (a deadlock must fail CI, not
+/// hang it). A tokio timeout cannot do this when every runtime thread is stuck on a lock. Keep
+/// the guard alive for the test's duration; dropping it (also in a panic) disarms it.
+#[must_use = "the watchdog is disarmed when this guard is dropped"]
+#[derive(Debug)]
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+pub fn watchdog(what: &'static str, limit: Duration) -> Watchdog {
+    let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(limit) {
+            // Straight to stderr: the test harness captures `eprintln!`, and exiting loses it.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{what}: still running after {limit:?} (a deadlock?); ending the test process"
+            );
+            std::process::exit(101);
+        }
+    });
+    Watchdog(Some(disarm))
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(disarm) = self.0.take() {
+            let _ = disarm.send(());
+        }
+    }
+}

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use haven_core::client::SyncState;
-use haven_core::env::OsRandom;
-use haven_core::local_store::{KeyStore, MemoryKeyStore};
+use haven_core::local_store::KeyStore;
 use haven_core::remote::NoServer;
 use haven_core::remote::http::{HttpOptions, HttpRemote};
 use haven_core::{Haven, HavenConfig, HavenError};
@@ -34,17 +33,11 @@ async fn server_in(dir: &Path) -> TestServer {
 }
 
 fn keystore() -> Arc<dyn KeyStore> {
-    Arc::new(MemoryKeyStore::new(Arc::new(OsRandom)))
+    haven_tests::memory_keystore()
 }
 
 fn open(dir: &Path, keystore: &Arc<dyn KeyStore>, url: &str) -> Haven {
-    let remote = HttpRemote::new(url, HttpOptions::default()).unwrap();
-    Haven::open(
-        HavenConfig::new(dir),
-        Arc::clone(keystore),
-        Arc::new(remote),
-    )
-    .unwrap()
+    haven_tests::open_profile(dir, keystore, url).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

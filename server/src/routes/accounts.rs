@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use haven_protocol::api::{
-    AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, KdfParams,
-    KeyBundle, MAX_BUNDLE_BYTES, MAX_DEVICE_NAME_CHARS, PreloginRequest, PreloginResponse,
-    RecoveryRequest, RecoveryResetRequest, RecoveryResponse, RefreshRequest, SessionResponse,
-    normalize_username,
+    AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, EnrolRequest,
+    KdfParams, KeyBundle, MAX_BUNDLE_BYTES, MAX_DEVICE_NAME_CHARS, PasswordChangeRequest,
+    PreloginRequest, PreloginResponse, RecoveryRequest, RecoveryResetRequest, RecoveryResponse,
+    RefreshRequest, SessionResponse, normalize_username,
 };
 use haven_protocol::{ErrorBody, ErrorCode, HexId, SpaceId};
 use sha2::{Digest, Sha256};
@@ -241,6 +241,77 @@ pub(super) async fn create_session(
     Ok(ApiJson(session))
 }
 
+#[utoipa::path(post, path = "/v1/sessions/enrol", tag = "sessions",
+    request_body = EnrolRequest,
+    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+/// A linked device's first session, with the single-use enrolment token an existing device of
+/// the account sent it (no password).
+pub(super) async fn enrol_session(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(request): ApiJson<EnrolRequest>,
+) -> ApiResult<ApiJson<SessionResponse>> {
+    if request
+        .device_name
+        .as_ref()
+        .is_some_and(|name| name.chars().count() > MAX_DEVICE_NAME_CHARS)
+    {
+        return Err(ApiError::too_large(format!(
+            "device_name is at most {MAX_DEVICE_NAME_CHARS} characters"
+        )));
+    }
+    throttle_address(
+        &state,
+        "credentials",
+        ip,
+        state.http.anonymous_attempts_per_address,
+    )
+    .await?;
+    let token = state
+        .store
+        .take_token(&super::devices::enrolment_token_hash(
+            &request.enrolment_token,
+        ))
+        .await?
+        .filter(|token| token.expires_at > state.clock.now())
+        .ok_or_else(ApiError::unauthorized)?;
+    let account = state
+        .store
+        .account(&token.user_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    let today = state.clock.today();
+    let device = match state
+        .store
+        .device(&account.user_id, &request.device)
+        .await?
+    {
+        Some(existing) if existing.revoked => {
+            return Err(ApiError::new(
+                ErrorCode::DeviceRevoked,
+                "this device was revoked",
+            ));
+        }
+        Some(existing) => DeviceRecord {
+            last_seen_day: today,
+            name: request.device_name.or(existing.name),
+            ..existing
+        },
+        None => DeviceRecord {
+            user_id: account.user_id,
+            device_id: request.device,
+            name: request.device_name,
+            created_day: today.clone(),
+            last_seen_day: today,
+            revoked: false,
+        },
+    };
+    state.store.put_device(device).await?;
+    let session = state.auth.login_tokens(&account, &request.device).await?;
+    state.commits.flush().await?;
+    Ok(ApiJson(session))
+}
+
 #[utoipa::path(post, path = "/v1/sessions/refresh", tag = "sessions",
     request_body = RefreshRequest,
     responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody)))]
@@ -385,6 +456,66 @@ pub(super) async fn reset_after_recovery(
         ErrorCode::Unavailable,
         "the account is busy; try again",
     ))
+}
+
+#[utoipa::path(post, path = "/v1/account/password", tag = "accounts",
+    request_body = PasswordChangeRequest,
+    responses((status = 200, body = SessionResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = [])))]
+/// Changes the password (fresh proof of the current one) with the bundle re-wrapped under the
+/// new one. Every session of the account ends, this one too, and its live sockets close; the
+/// answer is a new session for the calling device.
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ClientIp(ip): ClientIp,
+    ApiJson(request): ApiJson<PasswordChangeRequest>,
+) -> ApiResult<ApiJson<SessionResponse>> {
+    check_kdf(&request.kdf)?;
+    check_bundle(&request.key_bundle)?;
+    let account = state
+        .store
+        .account(&ctx.user_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    state
+        .auth
+        .verify_fresh_proof(&account, request.auth_secret.as_bytes(), ip)
+        .await?;
+    let current = &account.key_bundle;
+    if request.key_bundle.version != current.version + 1
+        || request.key_bundle.key_epoch != current.key_epoch
+    {
+        return Err(ApiError::version_conflict(current.version));
+    }
+    let auth_hash = state
+        .auth
+        .hasher()
+        .hash(request.new_auth_secret.as_bytes())
+        .await?;
+    let revision = account.revision;
+    let current_version = current.version;
+    let updated = AccountRecord {
+        auth_hash,
+        kdf: request.kdf,
+        key_bundle: request.key_bundle,
+        auth_version: account.auth_version + 1,
+        ..account
+    };
+    match state.store.update_account(revision, updated).await? {
+        Cas::Done(updated) => {
+            // Tokens minted before carry the old auth_version and are refused already; revoking
+            // the sessions makes that stick and frees them.
+            state
+                .store
+                .revoke_sessions_of_user(&ctx.user_id, None)
+                .await?;
+            state.live.revoke(Revocation::User(ctx.user_id));
+            let session = state.auth.login_tokens(&updated, &ctx.device_id).await?;
+            state.commits.flush().await?;
+            Ok(ApiJson(session))
+        }
+        Cas::Conflict => Err(ApiError::version_conflict(current_version)),
+    }
 }
 
 #[utoipa::path(delete, path = "/v1/account", tag = "accounts",

@@ -3,8 +3,8 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use haven_protocol::api::{
-    DeviceInfo, DevicesResponse, KeyBundle, LinkCreated, LinkPayload, MAX_BUNDLE_BYTES,
-    RevokeDeviceRequest,
+    DeviceInfo, DevicesResponse, EnrolmentCreated, KeyBundle, LinkCreated, LinkPayload,
+    MAX_BUNDLE_BYTES, RevokeDeviceRequest,
 };
 use haven_protocol::{Bytes, DeviceId, ErrorBody, ErrorCode, HexId};
 
@@ -14,10 +14,20 @@ use crate::app::AppState;
 use crate::clock::random_bytes;
 use crate::error::{ApiError, ApiResult};
 use crate::live_hub::Revocation;
-use crate::store::{AccountRecord, Cas, LinkRecord};
+use crate::store::{AccountRecord, Cas, LinkRecord, OneTimeToken};
 
-/// A linking mailbox lives ten minutes (DESIGN.md §3).
+/// A linking mailbox lives ten minutes (DESIGN.md §3), and so does an enrolment token.
 pub(super) const LINK_TTL_SECS: u64 = 600;
+
+/// How an enrolment token is stored: hashed under its own domain, so a token of another kind
+/// (a recovery reset token shares the store) can never be presented as one.
+pub(super) fn enrolment_token_hash(token: &str) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"haven/v1/enrolment-token\0");
+    hasher.update(token.as_bytes());
+    hasher.finalize().into()
+}
 
 fn device_from_path(text: &str) -> ApiResult<DeviceId> {
     Bytes::from_hex(text).ok_or_else(ApiError::not_found)
@@ -129,6 +139,38 @@ pub(super) async fn revoke_device(
         }
         Cas::Conflict => Err(ApiError::version_conflict(0)),
     }
+}
+
+#[utoipa::path(post, path = "/v1/devices/enrolment", tag = "devices",
+    responses((status = 201, body = EnrolmentCreated), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+/// A single-use enrolment token (ten minutes) for a device being linked: this device sends it,
+/// sealed, through the link mailbox, and the new device starts its session with it
+/// (`POST /v1/sessions/enrol`) without knowing the password.
+pub(super) async fn create_enrolment(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+) -> ApiResult<(StatusCode, ApiJson<EnrolmentCreated>)> {
+    use base64::Engine as _;
+    let account = current_account(&state, &ctx).await?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    state
+        .store
+        .put_token(
+            &enrolment_token_hash(&token),
+            OneTimeToken {
+                user_id: account.user_id,
+                expires_at: state.clock.now() + LINK_TTL_SECS,
+            },
+        )
+        .await?;
+    state.commits.flush().await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(EnrolmentCreated {
+            enrolment_token: token,
+            expires_in: LINK_TTL_SECS,
+        }),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/link", tag = "devices",

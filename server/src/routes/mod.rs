@@ -38,13 +38,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/prelogin", post(accounts::prelogin))
         .route("/v1/accounts", post(accounts::create_account))
         .route("/v1/account", delete(accounts::delete_account))
+        .route("/v1/account/password", post(accounts::change_password))
         .route("/v1/sessions", post(accounts::create_session))
         .route("/v1/sessions/refresh", post(accounts::refresh_session))
+        .route("/v1/sessions/enrol", post(accounts::enrol_session))
         .route("/v1/sessions/current", delete(accounts::delete_session))
         .route("/v1/recovery", post(accounts::recover))
         .route("/v1/recovery/reset", post(accounts::reset_after_recovery))
         .route("/v1/devices", get(devices::list_devices))
         .route("/v1/devices/{id}/revoke", post(devices::revoke_device))
+        .route("/v1/devices/enrolment", post(devices::create_enrolment))
         .route("/v1/link", post(devices::create_link))
         .route(
             "/v1/link/{id}",

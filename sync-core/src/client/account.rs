@@ -226,7 +226,7 @@ impl Haven {
     }
 
     /// Stores what registration or login produced, in one commit, and creates the singletons.
-    fn adopt_account(
+    pub(super) fn adopt_account(
         &self,
         username: String,
         space: SpaceId,
@@ -426,7 +426,7 @@ impl Haven {
     }
 }
 
-fn tokens_of(session: &SessionResponse, now_ms: i64) -> SessionTokens {
+pub(super) fn tokens_of(session: &SessionResponse, now_ms: i64) -> SessionTokens {
     let lifetime_ms = i64::try_from(session.expires_in.saturating_mul(1000)).unwrap_or(i64::MAX);
     SessionTokens {
         access: session.access_token.clone(),

@@ -7,6 +7,7 @@
 
 mod account;
 mod counters;
+mod credentials;
 mod devices;
 mod error;
 pub mod export;

@@ -310,7 +310,7 @@ impl Haven {
     }
 
     /// After a key rotation: re-seal every outbox entry under the current epoch (new ids).
-    fn reseal_outbox(&self, space: &SpaceId) -> HavenResult<()> {
+    pub(crate) fn reseal_outbox(&self, space: &SpaceId) -> HavenResult<()> {
         let mut replica = self.replica();
         let entries = replica.outbox(usize::MAX)?;
         let mut writes = WriteBatch::new();

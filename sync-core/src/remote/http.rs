@@ -37,9 +37,10 @@ use async_trait::async_trait;
 use futures_util::{SinkExt as _, StreamExt as _};
 use haven_protocol::api::{
     AuthProof, CLIENT_VERSION_HEADER, CreateAccountRequest, CreateAccountResponse,
-    CreateSessionRequest, DevicesResponse, KeyBundle, LIVE_CLOSE_AUTH, LinkCreated, LinkPayload,
-    LiveHead, PreloginRequest, PreloginResponse, PullResponse, PushResponse, RecoveryRequest,
-    RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest, SessionResponse,
+    CreateSessionRequest, DevicesResponse, EnrolRequest, EnrolmentCreated, KeyBundle,
+    LIVE_CLOSE_AUTH, LinkCreated, LinkPayload, LiveHead, PasswordChangeRequest, PreloginRequest,
+    PreloginResponse, PullResponse, PushResponse, RecoveryRequest, RecoveryResetRequest,
+    RecoveryResponse, RevokeDeviceRequest, SessionResponse,
 };
 use haven_protocol::{DeviceId, Envelope, ErrorBody, ErrorCode, HexId, SpaceId};
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -383,6 +384,34 @@ impl ServerApi for HttpRemote {
         self.empty(
             self.request(Method::DELETE, "v1/account", Some(access))?
                 .json(proof),
+        )
+        .await
+    }
+
+    async fn change_password(
+        &self,
+        access: &str,
+        request: &PasswordChangeRequest,
+    ) -> Result<SessionResponse, RemoteError> {
+        self.json(
+            self.request(Method::POST, "v1/account/password", Some(access))?
+                .json(request),
+        )
+        .await
+    }
+
+    async fn create_enrolment(&self, access: &str) -> Result<EnrolmentCreated, RemoteError> {
+        self.json(
+            self.request(Method::POST, "v1/devices/enrolment", Some(access))?
+                .json(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    async fn enrol_session(&self, request: &EnrolRequest) -> Result<SessionResponse, RemoteError> {
+        self.json(
+            self.request(Method::POST, "v1/sessions/enrol", None)?
+                .json(request),
         )
         .await
     }

@@ -7,8 +7,9 @@ use std::fmt;
 use async_trait::async_trait;
 use haven_protocol::api::{
     AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, DevicesResponse,
-    KeyBundle, LinkCreated, LinkPayload, PreloginResponse, PullResponse, PushResponse,
-    RecoveryRequest, RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest, SessionResponse,
+    EnrolRequest, EnrolmentCreated, KeyBundle, LinkCreated, LinkPayload, PasswordChangeRequest,
+    PreloginResponse, PullResponse, PushResponse, RecoveryRequest, RecoveryResetRequest,
+    RecoveryResponse, RevokeDeviceRequest, SessionResponse,
 };
 use haven_protocol::{DeviceId, Envelope, EnvelopeId, ErrorBody, ErrorCode, HexId, SpaceId};
 
@@ -129,6 +130,14 @@ pub trait ServerApi: Send + Sync + fmt::Debug {
     async fn get_keys(&self, access: &str) -> Result<KeyBundle, RemoteError>;
     async fn put_keys(&self, access: &str, bundle: &KeyBundle) -> Result<(), RemoteError>;
     async fn delete_account(&self, access: &str, proof: &AuthProof) -> Result<(), RemoteError>;
+    /// Returns a new session for this device: every session, this one too, ends.
+    async fn change_password(
+        &self,
+        access: &str,
+        request: &PasswordChangeRequest,
+    ) -> Result<SessionResponse, RemoteError>;
+    async fn create_enrolment(&self, access: &str) -> Result<EnrolmentCreated, RemoteError>;
+    async fn enrol_session(&self, request: &EnrolRequest) -> Result<SessionResponse, RemoteError>;
     async fn push(
         &self,
         access: Option<&str>,
@@ -215,6 +224,19 @@ impl ServerApi for NoServer {
         offline()
     }
     async fn delete_account(&self, _: &str, _: &AuthProof) -> Result<(), RemoteError> {
+        offline()
+    }
+    async fn change_password(
+        &self,
+        _: &str,
+        _: &PasswordChangeRequest,
+    ) -> Result<SessionResponse, RemoteError> {
+        offline()
+    }
+    async fn create_enrolment(&self, _: &str) -> Result<EnrolmentCreated, RemoteError> {
+        offline()
+    }
+    async fn enrol_session(&self, _: &EnrolRequest) -> Result<SessionResponse, RemoteError> {
         offline()
     }
     async fn push(

@@ -1,0 +1,292 @@
+//! Issue 7's flows end to end: real `Haven` profiles against the real server on loopback.
+//! Password change, revocation of a taken phone (new root key, epoch and password), recovery
+//! with the phrase.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use haven_core::local_store::KeyStore;
+use haven_core::{Haven, HavenError};
+use haven_protocol::DocId;
+use haven_tests::{
+    TestServer, memory_keystore, open_profile, spawn_server, test_options, watchdog,
+};
+
+const PASSWORD: &str = "correct horse battery staple";
+const NEW_PASSWORD: &str = "a different long passphrase";
+
+/// Every flow ends within this, or the test process fails (instead of hanging CI).
+const FLOW_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn server() -> TestServer {
+    spawn_server(
+        Arc::new(haven_server::store::memory::MemoryStore::new()),
+        test_options(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A device: its profile directory, key store and open profile.
+struct Device {
+    _dir: tempfile::TempDir,
+    _keys: Arc<dyn KeyStore>,
+    haven: Haven,
+}
+
+fn device(server: &TestServer) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = memory_keystore();
+    let haven = open_profile(dir.path(), &keys, &server.url).unwrap();
+    Device {
+        _dir: dir,
+        _keys: keys,
+        haven,
+    }
+}
+
+fn bodies(haven: &Haven) -> Vec<String> {
+    let mut bodies: Vec<String> = haven
+        .journal_list()
+        .iter()
+        .map(|entry| haven.journal_get(&entry.id).unwrap().body)
+        .collect();
+    bodies.sort();
+    bodies
+}
+
+fn has(haven: &Haven, id: &DocId) -> bool {
+    haven.journal_get(id).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_other_sessions_and_keeps_everything() {
+    let _watchdog = watchdog(
+        "a_password_change_ends_other_sessions_and_keeps_everything",
+        FLOW_LIMIT,
+    );
+    let server = server().await;
+    let (a, b) = (device(&server), device(&server));
+    a.haven.register("mira", PASSWORD, "phone").await.unwrap();
+    b.haven.login("mira", PASSWORD, "laptop").await.unwrap();
+    a.haven.journal_create("before", "written before").unwrap();
+    a.haven.sync_once().await.unwrap();
+    b.haven.sync_once().await.unwrap();
+
+    let wrong = a
+        .haven
+        .change_password("not the password at all", NEW_PASSWORD)
+        .await;
+    assert!(
+        matches!(wrong, Err(HavenError::WrongCredentials)),
+        "{wrong:?}"
+    );
+    let weak = a.haven.change_password(PASSWORD, "12345678").await;
+    assert!(matches!(weak, Err(HavenError::WeakPassword(_))), "{weak:?}");
+
+    a.haven
+        .change_password(PASSWORD, NEW_PASSWORD)
+        .await
+        .unwrap();
+    a.haven.journal_create("after", "written after").unwrap();
+    a.haven.sync_once().await.unwrap();
+
+    // The laptop's session ended: it must log in again, with the new password only.
+    let ended = b.haven.sync_once().await;
+    assert!(matches!(ended, Err(HavenError::NotLoggedIn)), "{ended:?}");
+    let old = b.haven.login("mira", PASSWORD, "laptop").await;
+    assert!(matches!(old, Err(HavenError::WrongCredentials)), "{old:?}");
+    b.haven.login("mira", NEW_PASSWORD, "laptop").await.unwrap();
+    b.haven.sync_once().await.unwrap();
+    assert_eq!(bodies(&b.haven), ["written after", "written before"]);
+
+    // A new device with the new password reads everything.
+    let c = device(&server);
+    c.haven.login("mira", NEW_PASSWORD, "tablet").await.unwrap();
+    c.haven.sync_once().await.unwrap();
+    assert_eq!(bodies(&c.haven), ["written after", "written before"]);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_phone_is_cut_off_and_the_others_keep_all_history() {
+    let _watchdog = watchdog(
+        "a_revoked_phone_is_cut_off_and_the_others_keep_all_history",
+        FLOW_LIMIT,
+    );
+    let server = server().await;
+    let (phone, laptop, taken) = (device(&server), device(&server), device(&server));
+    phone
+        .haven
+        .register("noor", PASSWORD, "phone")
+        .await
+        .unwrap();
+    laptop
+        .haven
+        .login("noor", PASSWORD, "laptop")
+        .await
+        .unwrap();
+    taken
+        .haven
+        .login("noor", PASSWORD, "old phone")
+        .await
+        .unwrap();
+    let before = phone.haven.journal_create("before", "history").unwrap();
+    phone.haven.sync_once().await.unwrap();
+    laptop.haven.sync_once().await.unwrap();
+    taken.haven.sync_once().await.unwrap();
+    assert!(has(&taken.haven, &before));
+
+    let listed = phone.haven.devices().await.unwrap();
+    let target = listed
+        .iter()
+        .find(|device| device.name == "old phone")
+        .expect("the taken phone is listed under its name")
+        .device_id;
+    let own = phone.haven.device_id();
+    let itself = phone
+        .haven
+        .revoke_device(&own, PASSWORD, NEW_PASSWORD)
+        .await;
+    assert!(matches!(itself, Err(HavenError::Invalid(_))), "{itself:?}");
+    let wrong = phone
+        .haven
+        .revoke_device(&target, "not the password at all", NEW_PASSWORD)
+        .await;
+    assert!(
+        matches!(wrong, Err(HavenError::WrongCredentials)),
+        "{wrong:?}"
+    );
+    // Something still in the outbox, sealed under the old epoch, must get through too.
+    let queued = phone
+        .haven
+        .journal_create("queued", "in the outbox")
+        .unwrap();
+    phone
+        .haven
+        .revoke_device(&target, PASSWORD, NEW_PASSWORD)
+        .await
+        .unwrap();
+    let after = phone
+        .haven
+        .journal_create("after", "written after")
+        .unwrap();
+    phone.haven.sync_once().await.unwrap();
+    assert_eq!(phone.haven.status().pending, 0);
+
+    // The taken phone: its sync fails as revoked, it cannot log in again (with the old password
+    // or any), and it never gets what was written afterwards.
+    let cut = taken.haven.sync_once().await;
+    assert!(
+        matches!(cut, Err(HavenError::DeviceRevoked)),
+        "sync of the revoked device: {cut:?}"
+    );
+    for password in [PASSWORD, NEW_PASSWORD] {
+        let again = taken.haven.login("noor", password, "old phone").await;
+        assert!(
+            matches!(
+                again,
+                Err(HavenError::DeviceRevoked | HavenError::WrongCredentials)
+            ),
+            "{again:?}"
+        );
+    }
+    assert!(!has(&taken.haven, &after) && !has(&taken.haven, &queued));
+    assert!(has(&taken.haven, &before), "its old data stays for export");
+    // A fresh profile with the old password is refused too.
+    let thief = device(&server);
+    let old = thief.haven.login("noor", PASSWORD, "thief").await;
+    assert!(matches!(old, Err(HavenError::WrongCredentials)), "{old:?}");
+
+    // The laptop keeps its session, picks up the new epoch, and reads everything.
+    laptop.haven.sync_once().await.unwrap();
+    assert_eq!(
+        bodies(&laptop.haven),
+        ["history", "in the outbox", "written after"]
+    );
+    let laptop_listed = laptop.haven.devices().await.unwrap();
+    assert!(
+        laptop_listed
+            .iter()
+            .any(|device| device.device_id == target && device.revoked)
+    );
+    // And a new device with the new password reads the whole history, both epochs.
+    let new_phone = device(&server);
+    new_phone
+        .haven
+        .login("noor", NEW_PASSWORD, "new phone")
+        .await
+        .unwrap();
+    new_phone.haven.sync_once().await.unwrap();
+    assert_eq!(
+        bodies(&new_phone.haven),
+        ["history", "in the outbox", "written after"]
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recovery_phrase_restores_everything_after_a_forgotten_password() {
+    let _watchdog = watchdog(
+        "the_recovery_phrase_restores_everything_after_a_forgotten_password",
+        FLOW_LIMIT,
+    );
+    let server = server().await;
+    let phone = device(&server);
+    let phrase = phone
+        .haven
+        .register("sam", PASSWORD, "phone")
+        .await
+        .unwrap();
+    phone.haven.journal_create("one", "first entry").unwrap();
+    phone.haven.journal_create("two", "second entry").unwrap();
+    phone.haven.sync_once().await.unwrap();
+
+    // Another valid phrase is the wrong one.
+    let stranger = device(&server);
+    let other = stranger
+        .haven
+        .register("stranger", PASSWORD, "x")
+        .await
+        .unwrap();
+    let fresh = device(&server);
+    let wrong = fresh
+        .haven
+        .recover("sam", &other, NEW_PASSWORD, "new phone")
+        .await;
+    assert!(
+        matches!(wrong, Err(HavenError::WrongCredentials)),
+        "{wrong:?}"
+    );
+
+    fresh
+        .haven
+        .recover("sam", &phrase, NEW_PASSWORD, "new phone")
+        .await
+        .unwrap();
+    fresh.haven.sync_once().await.unwrap();
+    assert_eq!(bodies(&fresh.haven), ["first entry", "second entry"]);
+    fresh
+        .haven
+        .journal_create("three", "after recovery")
+        .unwrap();
+    fresh.haven.sync_once().await.unwrap();
+
+    // The old phone's session ended with the reset; the new password brings it back.
+    let ended = phone.haven.sync_once().await;
+    assert!(matches!(ended, Err(HavenError::NotLoggedIn)), "{ended:?}");
+    let old = phone.haven.login("sam", PASSWORD, "phone").await;
+    assert!(matches!(old, Err(HavenError::WrongCredentials)), "{old:?}");
+    phone
+        .haven
+        .login("sam", NEW_PASSWORD, "phone")
+        .await
+        .unwrap();
+    phone.haven.sync_once().await.unwrap();
+    assert_eq!(
+        bodies(&phone.haven),
+        ["after recovery", "first entry", "second entry"]
+    );
+    server.stop().await.unwrap();
+}
