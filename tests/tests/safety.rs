@@ -290,3 +290,76 @@ async fn the_recovery_phrase_restores_everything_after_a_forgotten_password() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_links_without_the_password_after_the_codes_match() {
+    let _watchdog = watchdog("linking", FLOW_LIMIT);
+    let server = server().await;
+    let (phone, tablet) = (device(&server), device(&server));
+    phone
+        .haven
+        .register("ines", PASSWORD, "phone")
+        .await
+        .unwrap();
+    phone
+        .haven
+        .journal_create("mine", "linked history")
+        .unwrap();
+    phone.haven.sync_once().await.unwrap();
+
+    let invitation = tablet.haven.link_start().await.unwrap();
+    let shown = invitation.verification_code();
+    let inspected = phone.haven.link_inspect(&invitation.to_code()).unwrap();
+    assert_eq!(inspected.verification_code(), shown);
+    assert!(phone.haven.link_inspect("haven-link-1:garbage").is_err());
+
+    // A code swapped on its way (another device's keys, same mailbox) shows another
+    // verification code, so the person does not approve it.
+    let intruder = device(&server);
+    let swapped = haven_core::crypto::LinkInvitation {
+        mailbox: invitation.mailbox,
+        device: intruder.haven.link_start().await.unwrap().device,
+    };
+    assert_ne!(swapped.verification_code(), shown);
+
+    let (joined, approved) = tokio::join!(
+        tablet
+            .haven
+            .link_wait(&invitation, std::time::Duration::from_secs(30)),
+        phone.haven.link_approve(&inspected, "tablet"),
+    );
+    approved.unwrap();
+    assert_eq!(joined.unwrap(), "ines");
+    tablet.haven.sync_once().await.unwrap();
+    assert_eq!(bodies(&tablet.haven), ["linked history"]);
+    tablet
+        .haven
+        .journal_create("from the tablet", "both ways")
+        .unwrap();
+    tablet.haven.sync_once().await.unwrap();
+    phone.haven.sync_once().await.unwrap();
+    assert_eq!(bodies(&phone.haven), ["both ways", "linked history"]);
+    let devices = phone.haven.devices().await.unwrap();
+    assert!(
+        devices
+            .iter()
+            .any(|device| device.name == "tablet" && device.in_bundle && !device.revoked)
+    );
+
+    // The mailbox was single use: approving again fails plainly.
+    let again = phone.haven.link_approve(&inspected, "tablet").await;
+    assert!(matches!(again, Err(HavenError::Invalid(_))), "{again:?}");
+    // Nobody approves: the wait ends with a timeout, and the profile stays without an account.
+    let lonely = device(&server);
+    let waiting = lonely.haven.link_start().await.unwrap();
+    let timed_out = lonely
+        .haven
+        .link_wait(&waiting, std::time::Duration::from_secs(2))
+        .await;
+    assert!(
+        matches!(timed_out, Err(HavenError::Timeout)),
+        "{timed_out:?}"
+    );
+    assert!(lonely.haven.username().is_none());
+    server.stop().await.unwrap();
+}

@@ -11,6 +11,7 @@ mod credentials;
 mod devices;
 mod error;
 pub mod export;
+mod linking;
 mod live;
 mod records;
 mod replica;
@@ -25,6 +26,7 @@ use haven_protocol::{DocId, SpaceId};
 pub use account::PendingRegistration;
 pub use devices::DeviceSummary;
 pub use error::{HavenError, HavenResult};
+pub use linking::MAX_LINK_WAIT;
 pub use sync::{SyncReport, SyncState, SyncStatus};
 
 use self::records::SummaryRecord;

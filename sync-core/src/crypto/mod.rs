@@ -54,6 +54,7 @@ pub mod bundle;
 mod codec;
 pub mod envelope;
 pub mod keys;
+pub mod link;
 pub mod password;
 pub mod recovery;
 pub mod wrap;
@@ -68,6 +69,7 @@ pub use keys::{
     AccountConstants, AuthSecret, DEVICE_KEYS_LEN, DeviceKeys, DevicePublicKeys, EpochKey,
     EpochKeyring, Kek, RecoveryAuth, RootKey,
 };
+pub use link::{LinkGrant, LinkInvitation};
 pub use password::{
     PasswordKeys, WeakPassword, check_password_strength, derive_password_keys, kdf_params_allowed,
     new_kdf_params,

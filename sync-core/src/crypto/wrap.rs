@@ -30,6 +30,9 @@ pub enum KeyPurpose {
     RootKeyForDevice(DeviceId),
     /// An epoch key wrapped under the RK-derived epoch-wrap key.
     EpochKey(u32),
+    /// The one-time key of a device-linking payload, sealed to the new device, bound to the
+    /// mailbox it travels through.
+    LinkPayload([u8; 16]),
 }
 
 impl KeyPurpose {
@@ -46,6 +49,10 @@ impl KeyPurpose {
             Self::EpochKey(epoch) => {
                 out.extend_from_slice(b"epoch-key\0");
                 out.extend_from_slice(&epoch.to_be_bytes());
+            }
+            Self::LinkPayload(mailbox) => {
+                out.extend_from_slice(b"link-payload\0");
+                out.extend_from_slice(mailbox);
             }
         }
         out
