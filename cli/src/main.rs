@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::account::AccountCommand,
     },
+    /// Your account's devices: list, revoke a lost or taken one, link a new one.
+    Devices {
+        #[command(subcommand)]
+        command: commands::devices::DevicesCommand,
+    },
     /// Push this device's changes and pull everyone else's until caught up.
     Sync(commands::sync::SyncArgs),
     /// Where this device stands: pending changes, last confirmed seq, server head, last error.
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
     let global = cli.global;
     let result = match cli.command {
         Command::Account { command } => commands::account::run(&global, command),
+        Command::Devices { command } => commands::devices::run(&global, command),
         Command::Sync(args) => commands::sync::sync(&global, &args),
         Command::Status(args) => commands::sync::status(&global, &args),
         Command::Articles { command } => commands::articles::run(&global, command),

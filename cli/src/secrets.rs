@@ -67,6 +67,38 @@ pub(crate) fn new_password(args: PasswordArgs) -> anyhow::Result<Zeroizing<Strin
     )
 }
 
+/// The new password of a change (password change, revocation, recovery): only from
+/// `HAVEN_NEW_PASSWORD` or typed twice on a terminal; never `HAVEN_PASSWORD`, which holds the
+/// current one.
+pub(crate) fn changed_password() -> anyhow::Result<Zeroizing<String>> {
+    if let Some(password) = from_env(NEW_PASSWORD_ENV)? {
+        return Ok(password);
+    }
+    if interactive() {
+        let first = prompt_hidden("New password: ")?;
+        let again = prompt_hidden("The same new password again: ")?;
+        if first != again {
+            bail!("the two new passwords differ; nothing was done");
+        }
+        return Ok(first);
+    }
+    bail!("no new password: set {NEW_PASSWORD_ENV}, or run on a terminal to be asked")
+}
+
+pub(crate) const RECOVERY_PHRASE_ENV: &str = "HAVEN_RECOVERY_PHRASE";
+
+/// The 24-word recovery phrase: from `HAVEN_RECOVERY_PHRASE`, else the first line of stdin
+/// (hidden when stdin is a terminal).
+pub(crate) fn recovery_phrase() -> anyhow::Result<Zeroizing<String>> {
+    if let Some(phrase) = from_env(RECOVERY_PHRASE_ENV)? {
+        return Ok(phrase);
+    }
+    if interactive() {
+        return prompt_hidden("Recovery phrase (24 words): ");
+    }
+    read_stdin_line("the recovery phrase")
+}
+
 fn from_env(name: &str) -> anyhow::Result<Option<Zeroizing<String>>> {
     match std::env::var_os(name) {
         None => Ok(None),

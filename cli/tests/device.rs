@@ -97,6 +97,7 @@ impl Device {
             .env("HAVEN_SERVER", &self.server)
             .env_remove("HAVEN_PASSWORD")
             .env_remove("HAVEN_NEW_PASSWORD")
+            .env_remove("HAVEN_RECOVERY_PHRASE")
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -113,6 +114,15 @@ impl Device {
             .env("HAVEN_PASSWORD", password)
             .output()
             .unwrap()
+    }
+
+    /// Runs with these environment variables set (passwords, the recovery phrase).
+    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.command(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().unwrap()
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
@@ -692,5 +702,230 @@ fn content_publish_twice_pushes_nothing_the_second_time() {
         ]),
         "refused",
     );
+    drop(server);
+}
+
+/// The 24 words a registration printed, in order.
+fn phrase_of(registered: &Output) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for line in stdout(registered).lines() {
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        for pair in tokens.windows(2) {
+            if let Some(number) = pair[0].strip_suffix('.')
+                && number.parse::<usize>() == Ok(words.len() + 1)
+            {
+                words.push(pair[1].to_owned());
+            }
+        }
+    }
+    assert_eq!(words.len(), 24, "{}", stdout(registered));
+    words.join(" ")
+}
+
+/// Issue 7 from the command line: list, revoke (with a new password), password change,
+/// recovery with the phrase, and linking a device with the verification code.
+#[test]
+fn devices_revoke_password_recover_and_link_from_the_command_line() {
+    const NEW: &str = "second long passphrase here";
+    const NEWER: &str = "third long passphrase here";
+    const NEWEST: &str = "fourth long passphrase here";
+    let server = Server::start();
+    let (phone, laptop, taken) = (
+        Device::new(&server.url),
+        Device::new(&server.url),
+        Device::new(&server.url),
+    );
+    let registered = phone.register("cedar-lane", false);
+    assert_success(&registered, &["account", "register"]);
+    let phrase = phrase_of(&registered);
+    for (device, name) in [(&laptop, "laptop"), (&taken, "old phone")] {
+        let output = device.run_with_password(
+            &[
+                "account",
+                "login",
+                "--username",
+                "cedar-lane",
+                "--device-name",
+                name,
+            ],
+            PASSWORD,
+        );
+        assert_success(&output, &["account", "login", name]);
+    }
+    phone.ok(&[
+        "journal",
+        "add",
+        "--title",
+        "Kept",
+        "--body",
+        "kept across everything",
+    ]);
+    phone.ok(&["sync"]);
+
+    let listed = phone.json(&["devices", "list", "--json"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let taken_id = listed
+        .iter()
+        .find(|device| device["name"] == "old phone")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = phone.ok(&["devices", "list"]);
+    assert!(
+        text.contains("old phone") && text.contains("this device"),
+        "{text}"
+    );
+
+    // Revoke: the current password and a new one; the taken phone is cut off.
+    let output = phone.run_with_env(
+        &["devices", "revoke", &taken_id[..8]],
+        &[("HAVEN_PASSWORD", PASSWORD)],
+    );
+    assert_one_line_error(&output, "HAVEN_NEW_PASSWORD");
+    let output = phone.run_with_env(
+        &["devices", "revoke", &taken_id[..8]],
+        &[("HAVEN_PASSWORD", PASSWORD), ("HAVEN_NEW_PASSWORD", NEW)],
+    );
+    assert_success(&output, &["devices", "revoke"]);
+    assert!(stdout(&output).contains("Revoked old phone"));
+    let output = taken.run(&["sync"]);
+    assert_one_line_error(&output, "revoked");
+    let output =
+        taken.run_with_password(&["account", "login", "--username", "cedar-lane"], PASSWORD);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+
+    // Password change: the laptop (logged out by the revocation's new password on its next
+    // login) comes back with the newest password only.
+    let output = phone.run_with_env(
+        &["account", "password"],
+        &[("HAVEN_PASSWORD", NEW), ("HAVEN_NEW_PASSWORD", NEWER)],
+    );
+    assert_success(&output, &["account", "password"]);
+    let output = laptop.run_with_password(&["account", "login", "--username", "cedar-lane"], NEW);
+    assert_one_line_error(&output, "wrong username or password");
+    let output = laptop.run_with_password(&["account", "login", "--username", "cedar-lane"], NEWER);
+    assert_success(&output, &["account", "login", "newer"]);
+    laptop.ok(&["sync"]);
+    assert_eq!(
+        laptop
+            .json(&["journal", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Recovery on a fresh profile: a wrong phrase is told plainly; the right one restores all.
+    let fresh = Device::new(&server.url);
+    let mut wrong: Vec<&str> = phrase.split(' ').collect();
+    wrong.swap(0, 1);
+    let output = fresh.run_with_env(
+        &["account", "recover", "--username", "cedar-lane"],
+        &[
+            ("HAVEN_RECOVERY_PHRASE", &wrong.join(" ")),
+            ("HAVEN_NEW_PASSWORD", NEWEST),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("nobody can open"),
+        "{}",
+        stderr(&output)
+    );
+    let output = fresh.run_with_env(
+        &[
+            "account",
+            "recover",
+            "--username",
+            "cedar-lane",
+            "--device-name",
+            "new phone",
+        ],
+        &[
+            ("HAVEN_RECOVERY_PHRASE", &phrase),
+            ("HAVEN_NEW_PASSWORD", NEWEST),
+        ],
+    );
+    assert_success(&output, &["account", "recover"]);
+    fresh.ok(&["sync"]);
+    let listed = fresh.json(&["journal", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    // Linking: the new device prints the code and waits; a wrong verification code sends
+    // nothing; the right one lets it in.
+    let tablet = Device::new(&server.url);
+    let mut child = tablet
+        .command(&["devices", "link-start", "--wait", "60"])
+        .spawn()
+        .unwrap();
+    let lines = {
+        let out = child.stdout.take().unwrap();
+        let (send, receive) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        receive
+    };
+    let mut code = String::new();
+    let mut verification = String::new();
+    while verification.is_empty() {
+        let line = next_line(&lines);
+        if let Some(rest) = line.trim().strip_prefix("haven devices link-approve ") {
+            code = rest.to_owned();
+        }
+        if let Some(rest) = line.strip_prefix("Verification code: ") {
+            verification = rest.split_whitespace().next().unwrap().to_owned();
+        }
+    }
+    let output = fresh.run(&[
+        "devices",
+        "link-approve",
+        &code,
+        "--verification",
+        "000-000-000",
+    ]);
+    assert_one_line_error(&output, "verification codes differ");
+    let output = fresh.run(&["devices", "link-approve", &code]);
+    assert_one_line_error(&output, "--verification");
+    let output = fresh.run(&[
+        "devices",
+        "link-approve",
+        &code,
+        "--name",
+        "tablet",
+        "--verification",
+        &verification,
+    ]);
+    assert_success(&output, &["devices", "link-approve"]);
+    let finished = child.wait_with_output().unwrap();
+    assert!(
+        finished.status.success(),
+        "link-start: {}",
+        stderr(&finished)
+    );
+    tablet.ok(&["sync"]);
+    assert_eq!(
+        tablet
+            .json(&["journal", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let names: Vec<String> = fresh
+        .json(&["devices", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|device| device["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"tablet".to_owned()), "{names:?}");
     drop(server);
 }

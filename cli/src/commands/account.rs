@@ -1,5 +1,5 @@
-//! `haven account register|login|logout|delete`: the commands that need the server (and, but for
-//! logout, the password).
+//! `haven account register|login|logout|password|recover|delete`: the commands that need the
+//! server (and, but for logout, the password or the recovery phrase).
 //!
 //! Registration checks the recovery phrase *before* anything is sent: the account is made on the
 //! device (`Haven::prepare_registration`), the phrase shown once, three of its words asked back,
@@ -54,6 +54,25 @@ pub(crate) enum AccountCommand {
     },
     /// Log this device out. The journal stays on this device (`haven wipe` erases it).
     Logout,
+    /// Change the password (the current one from HAVEN_PASSWORD or a prompt, the new one from
+    /// HAVEN_NEW_PASSWORD or a prompt). Every other device is logged out and logs in again with
+    /// the new password; nothing is re-encrypted and nothing is lost.
+    Password {
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Forgot the password? Get back in with the 24-word recovery phrase (from
+    /// HAVEN_RECOVERY_PHRASE, or the first line of stdin) and set a new password
+    /// (HAVEN_NEW_PASSWORD or a prompt). Everything written before comes back. Without the
+    /// phrase nobody can open the journal, Haven included: the account can only be deleted.
+    Recover {
+        /// The account's username.
+        #[arg(long, value_name = "U")]
+        username: String,
+        /// This device's name in the account's device list, if it is new to the account.
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_DEVICE_NAME)]
+        device_name: String,
+    },
     /// Erase the account on the server, for every device (needs the password again). This
     /// device keeps its copy until `haven wipe`, so it can still be exported.
     Delete {
@@ -78,6 +97,11 @@ pub(crate) fn run(global: &GlobalArgs, command: AccountCommand) -> anyhow::Resul
             password,
         } => login(global, &username, &device_name, password),
         AccountCommand::Logout => logout(global),
+        AccountCommand::Password { password } => change_password(global, password),
+        AccountCommand::Recover {
+            username,
+            device_name,
+        } => recover(global, &username, &device_name),
         AccountCommand::Delete { yes, password } => delete(global, yes, password),
     }
 }
@@ -232,6 +256,62 @@ fn logout(global: &GlobalArgs) -> anyhow::Result<()> {
     } else {
         say!("This profile has no account; nothing to log out.");
     }
+    Ok(())
+}
+
+fn change_password(global: &GlobalArgs, password_args: PasswordArgs) -> anyhow::Result<()> {
+    let haven = device::open_online(global)?;
+    if haven.username().is_none() {
+        device::close(haven)?;
+        bail!("no account on this profile: log in first");
+    }
+    let result = secrets::password(password_args).and_then(|current| {
+        let new = secrets::changed_password()?;
+        with_deadline(global, "password change", async {
+            haven
+                .change_password(&current, &new)
+                .await
+                .map_err(anyhow::Error::new)
+        })
+    });
+    device::close(haven)?;
+    result.context("changing the password")?;
+    say!(
+        "Password changed. Your other devices are logged out; they log in again with the new password."
+    );
+    Ok(())
+}
+
+fn recover(global: &GlobalArgs, username: &str, device_name: &str) -> anyhow::Result<()> {
+    let phrase = secrets::recovery_phrase()?;
+    let phrase = RecoveryPhrase::parse(&phrase).map_err(|error| {
+        anyhow::anyhow!(
+            "{error} Without the right phrase nobody can open this journal, Haven included; the only way on is a new account."
+        )
+    })?;
+    let new_password = secrets::changed_password()?;
+    let haven = device::open_online(global)?;
+    let result = with_deadline(global, "recovery", async {
+        haven
+            .recover(username, &phrase, &new_password, device_name)
+            .await
+            .map_err(anyhow::Error::new)
+    });
+    device::close(haven)?;
+    if let Err(error) = result {
+        if matches!(
+            error.downcast_ref::<haven_core::HavenError>(),
+            Some(haven_core::HavenError::WrongCredentials)
+        ) {
+            bail!(
+                "that phrase does not open the account {username}. Check the words and their order; without the right phrase nobody can open this journal, Haven included, and the only way on is a new account."
+            );
+        }
+        return Err(error.context("recovery"));
+    }
+    say!(
+        "Recovered {username}: the new password is set and this profile is logged in. Run `haven sync` to fetch your journal; your other devices log in again with the new password."
+    );
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 pub(crate) mod account;
 pub(crate) mod articles;
 pub(crate) mod content;
+pub(crate) mod devices;
 pub(crate) mod journal;
 pub(crate) mod resources;
 pub(crate) mod sync;
