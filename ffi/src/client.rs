@@ -21,7 +21,7 @@ use crate::error::{FfiResult, HavenFfiError};
 use crate::log::{LogLevel, log};
 use crate::records::{
     Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, Device, DeviceInfo, EntryChange,
-    EntrySummary, ExportFormat, ExportReport, JournalEntry, ReadingProgress, ReadingState,
+    EntrySummary, ExportFormat, ExportReport, JournalEntry, LinkOffer, ReadingProgress, ReadingState,
     Registration, ResourceList, SavedResources, SyncReport, SyncStatus, WipeReport, parse_id,
 };
 use crate::runtime::{self, guard, lock};
@@ -355,6 +355,121 @@ impl HavenClient {
         runtime::spawn("delete_account", Some(&self.shared.inflight), async move {
             let password = zeroize::Zeroizing::new(password);
             Ok(haven.delete_account(&password).await?)
+        })
+        .await
+    }
+
+    /// Changes the password. Every other device is logged out and logs in again with the new
+    /// one; nothing is re-encrypted. Takes two password derivations (seconds of CPU).
+    ///
+    /// Errors: `WrongCredentials` (the current password), `InvalidInput` (a weak new one),
+    /// `NotLoggedIn`, `Network`.
+    pub async fn change_password(&self, current: String, new_password: String) -> FfiResult<()> {
+        let haven = self.shared.haven()?;
+        runtime::spawn("change_password", Some(&self.shared.inflight), async move {
+            let (current, new_password) = (
+                zeroize::Zeroizing::new(current),
+                zeroize::Zeroizing::new(new_password),
+            );
+            Ok(haven.change_password(&current, &new_password).await?)
+        })
+        .await
+    }
+
+    /// Revokes another device (lost or taken): the account moves to new keys and the password
+    /// becomes `new_password` (its holder may know the old one). The revoked device cannot log
+    /// in or read anything written afterwards; the others keep all history.
+    ///
+    /// Errors: `WrongCredentials`, `InvalidInput` (this device, an unknown or revoked one, a
+    /// weak new password), `NotLoggedIn`, `Network`.
+    pub async fn revoke_device(
+        &self,
+        device_id: String,
+        password: String,
+        new_password: String,
+    ) -> FfiResult<()> {
+        let device = parse_id(&device_id)?;
+        let haven = self.shared.haven()?;
+        runtime::spawn("revoke_device", Some(&self.shared.inflight), async move {
+            let (password, new_password) = (
+                zeroize::Zeroizing::new(password),
+                zeroize::Zeroizing::new(new_password),
+            );
+            Ok(haven
+                .revoke_device(&device, &password, &new_password)
+                .await?)
+        })
+        .await
+    }
+
+    /// Gets back into the account with the 24-word recovery phrase after the password was
+    /// forgotten, sets `new_password` and logs this profile in. Without the phrase nobody can
+    /// open the journal: tell the user so plainly; the account can only be deleted.
+    ///
+    /// Errors: `InvalidInput` (not a valid phrase, a weak password), `WrongCredentials` (the
+    /// phrase is valid but not this account's), `Network`.
+    pub async fn recover(
+        &self,
+        username: String,
+        recovery_words: Vec<String>,
+        new_password: String,
+        device_name: String,
+    ) -> FfiResult<()> {
+        let phrase = RecoveryPhrase::parse(&zeroize::Zeroizing::new(recovery_words.join(" ")))
+            .map_err(|error| HavenFfiError::invalid(error.to_string()))?;
+        let haven = self.shared.haven()?;
+        runtime::spawn("recover", Some(&self.shared.inflight), async move {
+            let new_password = zeroize::Zeroizing::new(new_password);
+            Ok(haven
+                .recover(&username, &phrase, &new_password, &device_name)
+                .await?)
+        })
+        .await
+    }
+
+    /// New device, without an account: opens a linking mailbox. Show the offer, then call
+    /// `link_wait` with its code.
+    pub async fn link_start(&self) -> FfiResult<LinkOffer> {
+        let haven = self.shared.haven()?;
+        runtime::spawn("link_start", Some(&self.shared.inflight), async move {
+            let invitation = haven.link_start().await?;
+            Ok(LinkOffer {
+                code: invitation.to_code(),
+                verification_code: invitation.verification_code(),
+            })
+        })
+        .await
+    }
+
+    /// New device: waits (at most `timeout_ms`, capped at ten minutes) for an existing device to
+    /// approve `code` (from `link_start`), then joins the account. Returns its username.
+    ///
+    /// Errors: `Timeout`, `InvalidInput`, `Network`; `cancel` ends the wait.
+    pub async fn link_wait(&self, code: String, timeout_ms: u64) -> FfiResult<String> {
+        let haven = self.shared.haven()?;
+        let invitation = haven.link_inspect(&code)?;
+        runtime::spawn("link_wait", Some(&self.shared.inflight), async move {
+            Ok(haven
+                .link_wait(&invitation, Duration::from_millis(timeout_ms))
+                .await?)
+        })
+        .await
+    }
+
+    /// Existing device: the verification code of a new device's `code`. Approve only if the
+    /// new device shows the same one.
+    pub fn link_verification_code(&self, code: String) -> FfiResult<String> {
+        let haven = self.shared.haven()?;
+        Ok(haven.link_inspect(&code)?.verification_code())
+    }
+
+    /// Existing device, after the person confirmed the verification codes match: adds the new
+    /// device under `device_name` and sends it the keys through the mailbox.
+    pub async fn link_approve(&self, code: String, device_name: String) -> FfiResult<()> {
+        let haven = self.shared.haven()?;
+        let invitation = haven.link_inspect(&code)?;
+        runtime::spawn("link_approve", Some(&self.shared.inflight), async move {
+            Ok(haven.link_approve(&invitation, &device_name).await?)
         })
         .await
     }

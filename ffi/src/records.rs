@@ -485,6 +485,14 @@ pub struct Registration {
     pub challenge: Vec<u32>,
 }
 
+/// What `link_start` returns on a new device: show `code` (as a QR code or text) and
+/// `verification_code`; the approving device must show the same verification code.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct LinkOffer {
+    pub code: String,
+    pub verification_code: String,
+}
+
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registration").finish_non_exhaustive()

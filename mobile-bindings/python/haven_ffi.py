@@ -543,6 +543,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_cancel() != 19189:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_change_password() != 4270:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_delete_account() != 4792:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_device_info() != 43944:
@@ -577,6 +579,14 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_journal_splice_body() != 48173:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_link_approve() != 47311:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_link_start() != 19323:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_link_verification_code() != 42941:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_link_wait() != 31376:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_login() != 23589:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_logout() != 30409:
@@ -587,6 +597,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_reading_state() != 36961:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_recover() != 27362:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_register() != 40423:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_remove_saved_resource() != 24476:
@@ -594,6 +606,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_haven_ffi_checksum_method_havenclient_resources() != 21937:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_resume_live() != 62412:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_revoke_device() != 43028:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_save_resource() != 12939:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -683,6 +697,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_articles.restype = ctype
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_cancel.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_cancel.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_change_password.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_change_password.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_delete_account.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_delete_account.restype = ctypes.c_uint16
@@ -734,6 +751,18 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_set_title.restyp
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_splice_body.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_splice_body.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_link_approve.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_link_approve.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_link_start.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_link_start.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_link_verification_code.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_link_verification_code.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_link_wait.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_link_wait.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_login.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_login.restype = ctypes.c_uint16
@@ -749,6 +778,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_put_contact.restype = ct
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_reading_state.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_reading_state.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_recover.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_recover.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_register.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_register.restype = ctypes.c_uint16
@@ -761,6 +793,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_resources.restype = ctyp
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_resume_live.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_resume_live.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_revoke_device.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_revoke_device.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_save_resource.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_save_resource.restype = ctypes.c_uint16
@@ -853,6 +888,12 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_cancel.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_cancel.restype = ctypes.c_uint32
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_change_password.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_change_password.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_delete_account.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -945,6 +986,28 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_splice_body.argtypes =
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_splice_body.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_approve.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_approve.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_start.argtypes = (
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_start.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_verification_code.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_verification_code.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_wait.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_wait.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_login.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -973,6 +1036,14 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_reading_state.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_reading_state.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_recover.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_recover.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_register.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -996,6 +1067,13 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_resume_live.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_resume_live.restype = None
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_revoke_device.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_revoke_device.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_save_resource.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -2328,6 +2406,46 @@ class _UniffiFfiConverterTypeJournalEntry(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceString.write(value.tags, buf)
         _UniffiFfiConverterInt64.write(value.created_at, buf)
         _UniffiFfiConverterInt64.write(value.updated_at, buf)
+
+@dataclass
+class LinkOffer:
+    """
+    What `link_start` returns on a new device: show `code` (as a QR code or text) and
+    `verification_code`; the approving device must show the same verification code.
+"""
+    def __init__(self, *, code:str, verification_code:str):
+        self.code = code
+        self.verification_code = verification_code
+        
+        
+
+    
+    def __str__(self):
+        return "LinkOffer(code={}, verification_code={})".format(self.code, self.verification_code)
+    def __eq__(self, other):
+        if self.code != other.code:
+            return False
+        if self.verification_code != other.verification_code:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeLinkOffer(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return LinkOffer(
+            code=_UniffiFfiConverterString.read(buf),
+            verification_code=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.code)
+        _UniffiFfiConverterString.check_lower(value.verification_code)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.code, buf)
+        _UniffiFfiConverterString.write(value.verification_code, buf)
 
 @dataclass
 class ReadingProgress:
@@ -4176,6 +4294,15 @@ class HavenClientProtocol(typing.Protocol):
         Returns how many operations were aborted.
 """
         raise NotImplementedError
+    async def change_password(self, current: str,new_password: str) -> None:
+        """
+        Changes the password. Every other device is logged out and logs in again with the new
+        one; nothing is re-encrypted. Takes two password derivations (seconds of CPU).
+
+        Errors: `WrongCredentials` (the current password), `InvalidInput` (a weak new one),
+        `NotLoggedIn`, `Network`.
+"""
+        raise NotImplementedError
     async def delete_account(self, password: str) -> None:
         """
         Erases the account on the server (needs the password again). This device keeps its data
@@ -4266,6 +4393,32 @@ class HavenClientProtocol(typing.Protocol):
         two code units), `NotFound`.
 """
         raise NotImplementedError
+    async def link_approve(self, code: str,device_name: str) -> None:
+        """
+        Existing device, after the person confirmed the verification codes match: adds the new
+        device under `device_name` and sends it the keys through the mailbox.
+"""
+        raise NotImplementedError
+    async def link_start(self, ) -> LinkOffer:
+        """
+        New device, without an account: opens a linking mailbox. Show the offer, then call
+        `link_wait` with its code.
+"""
+        raise NotImplementedError
+    def link_verification_code(self, code: str) -> str:
+        """
+        Existing device: the verification code of a new device's `code`. Approve only if the
+        new device shows the same one.
+"""
+        raise NotImplementedError
+    async def link_wait(self, code: str,timeout_ms: int) -> str:
+        """
+        New device: waits (at most `timeout_ms`, capped at ten minutes) for an existing device to
+        approve `code` (from `link_start`), then joins the account. Returns its username.
+
+        Errors: `Timeout`, `InvalidInput`, `Network`; `cancel` ends the wait.
+"""
+        raise NotImplementedError
     async def login(self, username: str,password: str,device_name: str) -> None:
         """
         Logs this profile in to an existing account. A device new to the account adds itself to
@@ -4296,6 +4449,16 @@ class HavenClientProtocol(typing.Protocol):
         Bookmarks and reading progress; positions in UTF-16 code units of the article body.
 """
         raise NotImplementedError
+    async def recover(self, username: str,recovery_words: typing.List[str],new_password: str,device_name: str) -> None:
+        """
+        Gets back into the account with the 24-word recovery phrase after the password was
+        forgotten, sets `new_password` and logs this profile in. Without the phrase nobody can
+        open the journal: tell the user so plainly; the account can only be deleted.
+
+        Errors: `InvalidInput` (not a valid phrase, a weak password), `WrongCredentials` (the
+        phrase is valid but not this account's), `Network`.
+"""
+        raise NotImplementedError
     async def register(self, username: str,password: str,device_name: str) -> Registration:
         """
         Creates an account with this profile as its first device. Takes about a second of CPU
@@ -4316,6 +4479,16 @@ class HavenClientProtocol(typing.Protocol):
     def resume_live(self, ) -> None:
         """
         Starts live sync again if `pause_live` stopped it (app back in the foreground).
+"""
+        raise NotImplementedError
+    async def revoke_device(self, device_id: str,password: str,new_password: str) -> None:
+        """
+        Revokes another device (lost or taken): the account moves to new keys and the password
+        becomes `new_password` (its holder may know the old one). The revoked device cannot log
+        in or read anything written afterwards; the others keep all history.
+
+        Errors: `WrongCredentials`, `InvalidInput` (this device, an unknown or revoked one, a
+        weak new password), `NotLoggedIn`, `Network`.
 """
         raise NotImplementedError
     async def save_resource(self, list_slug: str,name: str) -> None:
@@ -4501,6 +4674,33 @@ class HavenClient(HavenClientProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    async def change_password(self, current: str,new_password: str) -> None:
+        """
+        Changes the password. Every other device is logged out and logs in again with the new
+        one; nothing is re-encrypted. Takes two password derivations (seconds of CPU).
+
+        Errors: `WrongCredentials` (the current password), `InvalidInput` (a weak new one),
+        `NotLoggedIn`, `Network`.
+"""
+        
+        _UniffiFfiConverterString.check_lower(current)
+
+        _UniffiFfiConverterString.check_lower(new_password)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(current),
+            _UniffiFfiConverterString.lower(new_password),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_change_password(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     async def delete_account(self, password: str) -> None:
         """
         Erases the account on the server (needs the password again). This device keeps its data
@@ -4857,6 +5057,93 @@ class HavenClient(HavenClientProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    async def link_approve(self, code: str,device_name: str) -> None:
+        """
+        Existing device, after the person confirmed the verification codes match: adds the new
+        device under `device_name` and sends it the keys through the mailbox.
+"""
+        
+        _UniffiFfiConverterString.check_lower(code)
+
+        _UniffiFfiConverterString.check_lower(device_name)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(code),
+            _UniffiFfiConverterString.lower(device_name),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_approve(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    async def link_start(self, ) -> LinkOffer:
+        """
+        New device, without an account: opens a linking mailbox. Show the offer, then call
+        `link_wait` with its code.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeLinkOffer.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_start(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    def link_verification_code(self, code: str) -> str:
+        """
+        Existing device: the verification code of a new device's `code`. Approve only if the
+        new device shows the same one.
+"""
+        
+        _UniffiFfiConverterString.check_lower(code)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(code),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_verification_code,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    async def link_wait(self, code: str,timeout_ms: int) -> str:
+        """
+        New device: waits (at most `timeout_ms`, capped at ten minutes) for an existing device to
+        approve `code` (from `link_start`), then joins the account. Returns its username.
+
+        Errors: `Timeout`, `InvalidInput`, `Network`; `cancel` ends the wait.
+"""
+        
+        _UniffiFfiConverterString.check_lower(code)
+
+        _UniffiFfiConverterUInt64.check_lower(timeout_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(code),
+            _UniffiFfiConverterUInt64.lower(timeout_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_wait(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     async def login(self, username: str,password: str,device_name: str) -> None:
         """
         Logs this profile in to an existing account. A device new to the account adds itself to
@@ -4966,6 +5253,40 @@ class HavenClient(HavenClientProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    async def recover(self, username: str,recovery_words: typing.List[str],new_password: str,device_name: str) -> None:
+        """
+        Gets back into the account with the 24-word recovery phrase after the password was
+        forgotten, sets `new_password` and logs this profile in. Without the phrase nobody can
+        open the journal: tell the user so plainly; the account can only be deleted.
+
+        Errors: `InvalidInput` (not a valid phrase, a weak password), `WrongCredentials` (the
+        phrase is valid but not this account's), `Network`.
+"""
+        
+        _UniffiFfiConverterString.check_lower(username)
+
+        _UniffiFfiConverterSequenceString.check_lower(recovery_words)
+
+        _UniffiFfiConverterString.check_lower(new_password)
+
+        _UniffiFfiConverterString.check_lower(device_name)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(username),
+            _UniffiFfiConverterSequenceString.lower(recovery_words),
+            _UniffiFfiConverterString.lower(new_password),
+            _UniffiFfiConverterString.lower(device_name),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_recover(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     async def register(self, username: str,password: str,device_name: str) -> Registration:
         """
         Creates an account with this profile as its first device. Takes about a second of CPU
@@ -5052,6 +5373,37 @@ class HavenClient(HavenClientProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    async def revoke_device(self, device_id: str,password: str,new_password: str) -> None:
+        """
+        Revokes another device (lost or taken): the account moves to new keys and the password
+        becomes `new_password` (its holder may know the old one). The revoked device cannot log
+        in or read anything written afterwards; the others keep all history.
+
+        Errors: `WrongCredentials`, `InvalidInput` (this device, an unknown or revoked one, a
+        weak new password), `NotLoggedIn`, `Network`.
+"""
+        
+        _UniffiFfiConverterString.check_lower(device_id)
+
+        _UniffiFfiConverterString.check_lower(password)
+
+        _UniffiFfiConverterString.check_lower(new_password)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(device_id),
+            _UniffiFfiConverterString.lower(password),
+            _UniffiFfiConverterString.lower(new_password),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_revoke_device(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     async def save_resource(self, list_slug: str,name: str) -> None:
         """
         Saves a public resource, by its list's slug and its name in that list.
@@ -5825,6 +6177,7 @@ __all__ = [
     "EntrySummary",
     "ExportReport",
     "JournalEntry",
+    "LinkOffer",
     "ReadingProgress",
     "ReadingState",
     "Registration",

@@ -910,6 +910,15 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func cancel()  -> UInt32
     
     /**
+     * Changes the password. Every other device is logged out and logs in again with the new
+     * one; nothing is re-encrypted. Takes two password derivations (seconds of CPU).
+     *
+     * Errors: `WrongCredentials` (the current password), `InvalidInput` (a weak new one),
+     * `NotLoggedIn`, `Network`.
+     */
+    func changePassword(current: String, newPassword: String) async throws 
+    
+    /**
      * Erases the account on the server (needs the password again). This device keeps its data
      * until it is wiped, so it can still be exported.
      */
@@ -1000,6 +1009,32 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func journalSpliceBody(id: String, position: UInt32, delete: UInt32, insert: String) async throws 
     
     /**
+     * Existing device, after the person confirmed the verification codes match: adds the new
+     * device under `device_name` and sends it the keys through the mailbox.
+     */
+    func linkApprove(code: String, deviceName: String) async throws 
+    
+    /**
+     * New device, without an account: opens a linking mailbox. Show the offer, then call
+     * `link_wait` with its code.
+     */
+    func linkStart() async throws  -> LinkOffer
+    
+    /**
+     * Existing device: the verification code of a new device's `code`. Approve only if the
+     * new device shows the same one.
+     */
+    func linkVerificationCode(code: String) throws  -> String
+    
+    /**
+     * New device: waits (at most `timeout_ms`, capped at ten minutes) for an existing device to
+     * approve `code` (from `link_start`), then joins the account. Returns its username.
+     *
+     * Errors: `Timeout`, `InvalidInput`, `Network`; `cancel` ends the wait.
+     */
+    func linkWait(code: String, timeoutMs: UInt64) async throws  -> String
+    
+    /**
      * Logs this profile in to an existing account. A device new to the account adds itself to
      * the account's key bundle.
      *
@@ -1030,6 +1065,16 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func readingState() async throws  -> ReadingState
     
     /**
+     * Gets back into the account with the 24-word recovery phrase after the password was
+     * forgotten, sets `new_password` and logs this profile in. Without the phrase nobody can
+     * open the journal: tell the user so plainly; the account can only be deleted.
+     *
+     * Errors: `InvalidInput` (not a valid phrase, a weak password), `WrongCredentials` (the
+     * phrase is valid but not this account's), `Network`.
+     */
+    func recover(username: String, recoveryWords: [String], newPassword: String, deviceName: String) async throws 
+    
+    /**
      * Creates an account with this profile as its first device. Takes about a second of CPU
      * (Argon2id), on a library thread.
      *
@@ -1050,6 +1095,16 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
      * Starts live sync again if `pause_live` stopped it (app back in the foreground).
      */
     func resumeLive() throws 
+    
+    /**
+     * Revokes another device (lost or taken): the account moves to new keys and the password
+     * becomes `new_password` (its holder may know the old one). The revoked device cannot log
+     * in or read anything written afterwards; the others keep all history.
+     *
+     * Errors: `WrongCredentials`, `InvalidInput` (this device, an unknown or revoked one, a
+     * weak new password), `NotLoggedIn`, `Network`.
+     */
+    func revokeDevice(deviceId: String, password: String, newPassword: String) async throws 
     
     /**
      * Saves a public resource, by its list's slug and its name in that list.
@@ -1254,6 +1309,29 @@ open func cancel() -> UInt32  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Changes the password. Every other device is logged out and logs in again with the new
+     * one; nothing is re-encrypted. Takes two password derivations (seconds of CPU).
+     *
+     * Errors: `WrongCredentials` (the current password), `InvalidInput` (a weak new one),
+     * `NotLoggedIn`, `Network`.
+     */
+open func changePassword(current: String, newPassword: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_change_password(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(current),FfiConverterString.lower(newPassword)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_void,
+            completeFunc: ffi_haven_ffi_rust_future_complete_void,
+            freeFunc: ffi_haven_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
 }
     
     /**
@@ -1571,6 +1649,82 @@ open func journalSpliceBody(id: String, position: UInt32, delete: UInt32, insert
 }
     
     /**
+     * Existing device, after the person confirmed the verification codes match: adds the new
+     * device under `device_name` and sends it the keys through the mailbox.
+     */
+open func linkApprove(code: String, deviceName: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_link_approve(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(code),FfiConverterString.lower(deviceName)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_void,
+            completeFunc: ffi_haven_ffi_rust_future_complete_void,
+            freeFunc: ffi_haven_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * New device, without an account: opens a linking mailbox. Show the offer, then call
+     * `link_wait` with its code.
+     */
+open func linkStart()async throws  -> LinkOffer  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_link_start(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeLinkOffer_lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * Existing device: the verification code of a new device's `code`. Approve only if the
+     * new device shows the same one.
+     */
+open func linkVerificationCode(code: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeHavenFfiError_lift) {
+        uniffiCallStatus in
+    uniffi_haven_ffi_fn_method_havenclient_link_verification_code(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(code),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * New device: waits (at most `timeout_ms`, capped at ten minutes) for an existing device to
+     * approve `code` (from `link_start`), then joins the account. Returns its username.
+     *
+     * Errors: `Timeout`, `InvalidInput`, `Network`; `cancel` ends the wait.
+     */
+open func linkWait(code: String, timeoutMs: UInt64)async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_link_wait(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(code),FfiConverterUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
      * Logs this profile in to an existing account. A device new to the account adds itself to
      * the account's key bundle.
      *
@@ -1663,6 +1817,30 @@ open func readingState()async throws  -> ReadingState  {
 }
     
     /**
+     * Gets back into the account with the 24-word recovery phrase after the password was
+     * forgotten, sets `new_password` and logs this profile in. Without the phrase nobody can
+     * open the journal: tell the user so plainly; the account can only be deleted.
+     *
+     * Errors: `InvalidInput` (not a valid phrase, a weak password), `WrongCredentials` (the
+     * phrase is valid but not this account's), `Network`.
+     */
+open func recover(username: String, recoveryWords: [String], newPassword: String, deviceName: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_recover(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(username),FfiConverterSequenceString.lower(recoveryWords),FfiConverterString.lower(newPassword),FfiConverterString.lower(deviceName)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_void,
+            completeFunc: ffi_haven_ffi_rust_future_complete_void,
+            freeFunc: ffi_haven_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
      * Creates an account with this profile as its first device. Takes about a second of CPU
      * (Argon2id), on a library thread.
      *
@@ -1730,6 +1908,30 @@ open func resumeLive()throws   {try rustCallWithError(FfiConverterTypeHavenFfiEr
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * Revokes another device (lost or taken): the account moves to new keys and the password
+     * becomes `new_password` (its holder may know the old one). The revoked device cannot log
+     * in or read anything written afterwards; the others keep all history.
+     *
+     * Errors: `WrongCredentials`, `InvalidInput` (this device, an unknown or revoked one, a
+     * weak new password), `NotLoggedIn`, `Network`.
+     */
+open func revokeDevice(deviceId: String, password: String, newPassword: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_revoke_device(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(deviceId),FfiConverterString.lower(password),FfiConverterString.lower(newPassword)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_void,
+            completeFunc: ffi_haven_ffi_rust_future_complete_void,
+            freeFunc: ffi_haven_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
 }
     
     /**
@@ -3433,6 +3635,64 @@ public func FfiConverterTypeJournalEntry_lift(_ buf: RustBuffer) throws -> Journ
 #endif
 public func FfiConverterTypeJournalEntry_lower(_ value: JournalEntry) -> RustBuffer {
     return FfiConverterTypeJournalEntry.lower(value)
+}
+
+
+/**
+ * What `link_start` returns on a new device: show `code` (as a QR code or text) and
+ * `verification_code`; the approving device must show the same verification code.
+ */
+public struct LinkOffer: Equatable, Hashable {
+    public var code: String
+    public var verificationCode: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(code: String, verificationCode: String) {
+        self.code = code
+        self.verificationCode = verificationCode
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension LinkOffer: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLinkOffer: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LinkOffer {
+        return
+            try LinkOffer(
+                code: FfiConverterString.read(from: &buf), 
+                verificationCode: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: LinkOffer, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.code, into: &buf)
+        FfiConverterString.write(value.verificationCode, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLinkOffer_lift(_ buf: RustBuffer) throws -> LinkOffer {
+    return try FfiConverterTypeLinkOffer.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLinkOffer_lower(_ value: LinkOffer) -> RustBuffer {
+    return FfiConverterTypeLinkOffer.lower(value)
 }
 
 
@@ -5527,6 +5787,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_haven_ffi_checksum_method_havenclient_cancel() != 19189) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_haven_ffi_checksum_method_havenclient_change_password() != 4270) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_haven_ffi_checksum_method_havenclient_delete_account() != 4792) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5578,6 +5841,18 @@ private let initializationResult: InitializationResult = {
     if (uniffi_haven_ffi_checksum_method_havenclient_journal_splice_body() != 48173) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_haven_ffi_checksum_method_havenclient_link_approve() != 47311) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_link_start() != 19323) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_link_verification_code() != 42941) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_link_wait() != 31376) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_haven_ffi_checksum_method_havenclient_login() != 23589) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5593,6 +5868,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_haven_ffi_checksum_method_havenclient_reading_state() != 36961) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_haven_ffi_checksum_method_havenclient_recover() != 27362) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_haven_ffi_checksum_method_havenclient_register() != 40423) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5603,6 +5881,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_resume_live() != 62412) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_revoke_device() != 43028) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_save_resource() != 12939) {

@@ -400,6 +400,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_articles(uint64_t ptr
 uint32_t uniffi_haven_ffi_fn_method_havenclient_cancel(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_CHANGE_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_CHANGE_PASSWORD
+uint64_t uniffi_haven_ffi_fn_method_havenclient_change_password(uint64_t ptr, RustBuffer current, RustBuffer new_password
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DELETE_ACCOUNT
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DELETE_ACCOUNT
 uint64_t uniffi_haven_ffi_fn_method_havenclient_delete_account(uint64_t ptr, RustBuffer password
@@ -485,6 +490,26 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_journal_set_title(uint64_t ptr, 
 uint64_t uniffi_haven_ffi_fn_method_havenclient_journal_splice_body(uint64_t ptr, RustBuffer id, uint32_t position, uint32_t delete, RustBuffer insert
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LINK_APPROVE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LINK_APPROVE
+uint64_t uniffi_haven_ffi_fn_method_havenclient_link_approve(uint64_t ptr, RustBuffer code, RustBuffer device_name
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LINK_START
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LINK_START
+uint64_t uniffi_haven_ffi_fn_method_havenclient_link_start(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LINK_VERIFICATION_CODE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LINK_VERIFICATION_CODE
+RustBuffer uniffi_haven_ffi_fn_method_havenclient_link_verification_code(uint64_t ptr, RustBuffer code, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LINK_WAIT
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LINK_WAIT
+uint64_t uniffi_haven_ffi_fn_method_havenclient_link_wait(uint64_t ptr, RustBuffer code, uint64_t timeout_ms
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LOGIN
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_LOGIN
 uint64_t uniffi_haven_ffi_fn_method_havenclient_login(uint64_t ptr, RustBuffer username, RustBuffer password, RustBuffer device_name
@@ -510,6 +535,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_put_contact(uint64_t ptr, RustBu
 uint64_t uniffi_haven_ffi_fn_method_havenclient_reading_state(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_RECOVER
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_RECOVER
+uint64_t uniffi_haven_ffi_fn_method_havenclient_recover(uint64_t ptr, RustBuffer username, RustBuffer recovery_words, RustBuffer new_password, RustBuffer device_name
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_REGISTER
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_REGISTER
 uint64_t uniffi_haven_ffi_fn_method_havenclient_register(uint64_t ptr, RustBuffer username, RustBuffer password, RustBuffer device_name
@@ -528,6 +558,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_resources(uint64_t ptr, RustBuff
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_RESUME_LIVE
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_RESUME_LIVE
 void uniffi_haven_ffi_fn_method_havenclient_resume_live(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_REVOKE_DEVICE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_REVOKE_DEVICE
+uint64_t uniffi_haven_ffi_fn_method_havenclient_revoke_device(uint64_t ptr, RustBuffer device_id, RustBuffer password, RustBuffer new_password
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SAVE_RESOURCE
@@ -959,6 +994,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_cancel(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_CHANGE_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_CHANGE_PASSWORD
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_change_password(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DELETE_ACCOUNT
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DELETE_ACCOUNT
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_delete_account(void
@@ -1061,6 +1102,30 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_journal_splice_body(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LINK_APPROVE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LINK_APPROVE
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_link_approve(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LINK_START
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LINK_START
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_link_start(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LINK_VERIFICATION_CODE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LINK_VERIFICATION_CODE
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_link_verification_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LINK_WAIT
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LINK_WAIT
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_link_wait(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LOGIN
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_LOGIN
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_login(void
@@ -1091,6 +1156,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_reading_state(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_RECOVER
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_RECOVER
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_recover(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_REGISTER
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_REGISTER
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_register(void
@@ -1112,6 +1183,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_resources(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_RESUME_LIVE
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_RESUME_LIVE
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_resume_live(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_REVOKE_DEVICE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_REVOKE_DEVICE
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_revoke_device(void
     
 );
 #endif

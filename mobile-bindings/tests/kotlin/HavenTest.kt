@@ -353,6 +353,46 @@ fun runTests() {
         assertThrows<HavenFfiException.InvalidInput> { client.setReadingProgress("him-though", 1u, (body.length + 1).toULong()) }
     }
 
+    test("revoke, password change, recovery with the phrase, linking") {
+        val (new, newer, newest) = Triple("second long passphrase", "third long passphrase", "fourth long passphrase")
+        val username = unique("kt-safety")
+        val phone = open("safety-phone")
+        val registration = phone.register(username, PASSWORD, "phone")
+        phone.journalCreate("kept", "kept through it all")
+        phone.syncOnce(30_000uL)
+        val taken = open("safety-taken")
+        taken.login(username, PASSWORD, "old phone")
+        taken.syncOnce(30_000uL)
+
+        val target = phone.devices().first { it.name == "old phone" }
+        assertThrows<HavenFfiException.WrongCredentials> { phone.revokeDevice(target.deviceId, "not the password at all", new) }
+        phone.revokeDevice(target.deviceId, PASSWORD, new)
+        val after = phone.journalCreate("after", "written after")
+        phone.syncOnce(30_000uL)
+        assertThrows<HavenFfiException.Revoked> { taken.syncOnce(30_000uL) }
+        assertThrows<HavenFfiException.NotFound> { taken.journalGet(after) }
+
+        assertThrows<HavenFfiException.WrongCredentials> { phone.changePassword(PASSWORD, newer) }
+        phone.changePassword(new, newer)
+        val fresh = open("safety-fresh")
+        assertThrows<HavenFfiException.InvalidInput> { fresh.recover(username, List(24) { "zoo" }, newest, "new phone") }
+        fresh.recover(username, registration.recoveryWords, newest, "new phone")
+        fresh.syncOnce(30_000uL)
+        checkEq(listOf("after", "kept"), fresh.journalList().map { it.title }.sorted())
+
+        val tablet = open("safety-tablet")
+        val offer = tablet.linkStart()
+        checkEq(offer.verificationCode, fresh.linkVerificationCode(offer.code))
+        val joined = coroutineScope {
+            val waiting = async { tablet.linkWait(offer.code, 30_000uL) }
+            fresh.linkApprove(offer.code, "tablet")
+            waiting.await()
+        }
+        checkEq(username, joined)
+        tablet.syncOnce(30_000uL)
+        checkEq(2, tablet.journalList().size)
+    }
+
     test("a wrong password and bad ids are typed errors") {
         val username = unique("kt-auth")
         val a = open("auth-a")

@@ -308,6 +308,58 @@ class HavenTest(unittest.TestCase):
         with self.assertRaises(hf.HavenFfiError.NotFound):
             run(b.journal_get(second))
 
+    def test_revoke_password_change_recovery_and_linking(self):
+        new, newer, newest = ("second long passphrase", "third long passphrase",
+                              "fourth long passphrase")
+        username = unique("py-safety")
+        phone = self.open("phone")
+        registration = run(phone.register(username, PASSWORD, "phone"))
+        run(phone.journal_create("kept", "kept through it all"))
+        run(phone.sync_once(timeout_ms=30_000))
+        taken = self.open("taken")
+        run(taken.login(username, PASSWORD, "old phone"))
+        run(taken.sync_once(timeout_ms=30_000))
+
+        # Revoke the taken phone: a wrong password changes nothing; the right one cuts it off.
+        target = [d for d in run(phone.devices()) if d.name == "old phone"][0]
+        with self.assertRaises(hf.HavenFfiError.WrongCredentials):
+            run(phone.revoke_device(target.device_id, "not the password at all", new))
+        with self.assertRaises(hf.HavenFfiError.InvalidInput):
+            run(phone.revoke_device("not-an-id", PASSWORD, new))
+        run(phone.revoke_device(target.device_id, PASSWORD, new))
+        after = run(phone.journal_create("after", "written after"))
+        run(phone.sync_once(timeout_ms=30_000))
+        with self.assertRaises(hf.HavenFfiError.Revoked):
+            run(taken.sync_once(timeout_ms=30_000))
+        with self.assertRaises(hf.HavenFfiError.NotFound):
+            run(taken.journal_get(after))
+        self.assertTrue([d for d in run(phone.devices()) if d.name == "old phone"][0].revoked)
+
+        # Change the password; then recover on a fresh profile with the phrase.
+        with self.assertRaises(hf.HavenFfiError.WrongCredentials):
+            run(phone.change_password(PASSWORD, newer))
+        run(phone.change_password(new, newer))
+        fresh = self.open("fresh")
+        with self.assertRaises(hf.HavenFfiError.InvalidInput):
+            run(fresh.recover(username, ["zoo"] * 24, newest, "new phone"))
+        run(fresh.recover(username, registration.recovery_words, newest, "new phone"))
+        run(fresh.sync_once(timeout_ms=30_000))
+        self.assertEqual(sorted(e.title for e in run(fresh.journal_list())), ["after", "kept"])
+
+        # Link a tablet from the recovered profile: same verification code on both sides.
+        tablet = self.open("tablet")
+        offer = run(tablet.link_start())
+        self.assertEqual(fresh.link_verification_code(offer.code), offer.verification_code)
+
+        async def wait_and_approve():
+            return await asyncio.gather(tablet.link_wait(offer.code, 30_000),
+                                        fresh.link_approve(offer.code, "tablet"))
+
+        joined, _ = run(wait_and_approve())
+        self.assertEqual(joined, username)
+        run(tablet.sync_once(timeout_ms=30_000))
+        self.assertEqual(len(run(tablet.journal_list())), 2)
+
     def test_live_sync_pause_resume_and_a_listener_that_throws(self):
         username = unique("py-live")
         a = self.open("a")

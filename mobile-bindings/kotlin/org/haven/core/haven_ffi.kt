@@ -790,6 +790,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_cancel(
     ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_change_password(
+    ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_delete_account(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_device_info(
@@ -824,6 +826,14 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_journal_splice_body(
     ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_link_approve(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_link_start(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_link_verification_code(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_link_wait(
+    ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_login(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_logout(
@@ -834,6 +844,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_reading_state(
     ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_recover(
+    ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_register(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_remove_saved_resource(
@@ -841,6 +853,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_haven_ffi_checksum_method_havenclient_resources(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_resume_live(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_revoke_device(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_save_resource(
     ): Int
@@ -925,6 +939,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
+    external fun uniffi_haven_ffi_fn_method_havenclient_change_password(`ptr`: Long,`current`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_delete_account(`ptr`: Long,`password`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_device_info(`ptr`: Long,
@@ -959,6 +975,14 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_journal_splice_body(`ptr`: Long,`id`: RustBuffer.ByValue,`position`: Int,`delete`: Int,`insert`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_link_approve(`ptr`: Long,`code`: RustBuffer.ByValue,`deviceName`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_link_start(`ptr`: Long,
+    ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_link_verification_code(`ptr`: Long,`code`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_haven_ffi_fn_method_havenclient_link_wait(`ptr`: Long,`code`: RustBuffer.ByValue,`timeoutMs`: Long,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_login(`ptr`: Long,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,`deviceName`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_logout(`ptr`: Long,
@@ -969,6 +993,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_reading_state(`ptr`: Long,
     ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_recover(`ptr`: Long,`username`: RustBuffer.ByValue,`recoveryWords`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,`deviceName`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_register(`ptr`: Long,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,`deviceName`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_remove_saved_resource(`ptr`: Long,`listSlug`: RustBuffer.ByValue,`name`: RustBuffer.ByValue,
@@ -977,6 +1003,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_resume_live(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_haven_ffi_fn_method_havenclient_revoke_device(`ptr`: Long,`deviceId`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_save_resource(`ptr`: Long,`listSlug`: RustBuffer.ByValue,`name`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_saved_resources(`ptr`: Long,
@@ -1170,6 +1198,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_cancel() and 0xFFFF) != 19189) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_change_password() and 0xFFFF) != 4270) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_delete_account() and 0xFFFF) != 4792) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1221,6 +1252,18 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_journal_splice_body() and 0xFFFF) != 48173) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_link_approve() and 0xFFFF) != 47311) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_link_start() and 0xFFFF) != 19323) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_link_verification_code() and 0xFFFF) != 42941) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_link_wait() and 0xFFFF) != 31376) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_login() and 0xFFFF) != 23589) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1236,6 +1279,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_reading_state() and 0xFFFF) != 36961) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_recover() and 0xFFFF) != 27362) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_register() and 0xFFFF) != 40423) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1246,6 +1292,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_resume_live() and 0xFFFF) != 62412) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_revoke_device() and 0xFFFF) != 43028) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_save_resource() and 0xFFFF) != 12939) {
@@ -2198,6 +2247,15 @@ public interface HavenClientInterface {
     fun `cancel`(): kotlin.UInt
     
     /**
+     * Changes the password. Every other device is logged out and logs in again with the new
+     * one; nothing is re-encrypted. Takes two password derivations (seconds of CPU).
+     *
+     * Errors: `WrongCredentials` (the current password), `InvalidInput` (a weak new one),
+     * `NotLoggedIn`, `Network`.
+     */
+    suspend fun `changePassword`(`current`: kotlin.String, `newPassword`: kotlin.String)
+    
+    /**
      * Erases the account on the server (needs the password again). This device keeps its data
      * until it is wiped, so it can still be exported.
      */
@@ -2288,6 +2346,32 @@ public interface HavenClientInterface {
     suspend fun `journalSpliceBody`(`id`: kotlin.String, `position`: kotlin.UInt, `delete`: kotlin.UInt, `insert`: kotlin.String)
     
     /**
+     * Existing device, after the person confirmed the verification codes match: adds the new
+     * device under `device_name` and sends it the keys through the mailbox.
+     */
+    suspend fun `linkApprove`(`code`: kotlin.String, `deviceName`: kotlin.String)
+    
+    /**
+     * New device, without an account: opens a linking mailbox. Show the offer, then call
+     * `link_wait` with its code.
+     */
+    suspend fun `linkStart`(): LinkOffer
+    
+    /**
+     * Existing device: the verification code of a new device's `code`. Approve only if the
+     * new device shows the same one.
+     */
+    fun `linkVerificationCode`(`code`: kotlin.String): kotlin.String
+    
+    /**
+     * New device: waits (at most `timeout_ms`, capped at ten minutes) for an existing device to
+     * approve `code` (from `link_start`), then joins the account. Returns its username.
+     *
+     * Errors: `Timeout`, `InvalidInput`, `Network`; `cancel` ends the wait.
+     */
+    suspend fun `linkWait`(`code`: kotlin.String, `timeoutMs`: kotlin.ULong): kotlin.String
+    
+    /**
      * Logs this profile in to an existing account. A device new to the account adds itself to
      * the account's key bundle.
      *
@@ -2318,6 +2402,16 @@ public interface HavenClientInterface {
     suspend fun `readingState`(): ReadingState
     
     /**
+     * Gets back into the account with the 24-word recovery phrase after the password was
+     * forgotten, sets `new_password` and logs this profile in. Without the phrase nobody can
+     * open the journal: tell the user so plainly; the account can only be deleted.
+     *
+     * Errors: `InvalidInput` (not a valid phrase, a weak password), `WrongCredentials` (the
+     * phrase is valid but not this account's), `Network`.
+     */
+    suspend fun `recover`(`username`: kotlin.String, `recoveryWords`: List<kotlin.String>, `newPassword`: kotlin.String, `deviceName`: kotlin.String)
+    
+    /**
      * Creates an account with this profile as its first device. Takes about a second of CPU
      * (Argon2id), on a library thread.
      *
@@ -2338,6 +2432,16 @@ public interface HavenClientInterface {
      * Starts live sync again if `pause_live` stopped it (app back in the foreground).
      */
     fun `resumeLive`()
+    
+    /**
+     * Revokes another device (lost or taken): the account moves to new keys and the password
+     * becomes `new_password` (its holder may know the old one). The revoked device cannot log
+     * in or read anything written afterwards; the others keep all history.
+     *
+     * Errors: `WrongCredentials`, `InvalidInput` (this device, an unknown or revoked one, a
+     * weak new password), `NotLoggedIn`, `Network`.
+     */
+    suspend fun `revokeDevice`(`deviceId`: kotlin.String, `password`: kotlin.String, `newPassword`: kotlin.String)
     
     /**
      * Saves a public resource, by its list's slug and its name in that list.
@@ -2585,6 +2689,37 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
     )
     }
     
+
+    
+    /**
+     * Changes the password. Every other device is logged out and logs in again with the new
+     * one; nothing is re-encrypted. Takes two password derivations (seconds of CPU).
+     *
+     * Errors: `WrongCredentials` (the current password), `InvalidInput` (a weak new one),
+     * `NotLoggedIn`, `Network`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `changePassword`(`current`: kotlin.String, `newPassword`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_change_password(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`current`),
+        FfiConverterString.lower(`newPassword`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
 
     
     /**
@@ -3015,6 +3150,107 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
 
     
     /**
+     * Existing device, after the person confirmed the verification codes match: adds the new
+     * device under `device_name` and sends it the keys through the mailbox.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `linkApprove`(`code`: kotlin.String, `deviceName`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_approve(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`code`),
+        FfiConverterString.lower(`deviceName`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * New device, without an account: opens a linking mailbox. Show the offer, then call
+     * `link_wait` with its code.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `linkStart`() : LinkOffer {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_start(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeLinkOffer.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Existing device: the verification code of a new device's `code`. Approve only if the
+     * new device shows the same one.
+     */
+    @Throws(HavenFfiException::class)override fun `linkVerificationCode`(`code`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(HavenFfiException) { _status ->
+    UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_verification_code(
+        it,
+        
+        FfiConverterString.lower(`code`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * New device: waits (at most `timeout_ms`, capped at ten minutes) for an existing device to
+     * approve `code` (from `link_start`), then joins the account. Returns its username.
+     *
+     * Errors: `Timeout`, `InvalidInput`, `Network`; `cancel` ends the wait.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `linkWait`(`code`: kotlin.String, `timeoutMs`: kotlin.ULong) : kotlin.String {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_link_wait(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`code`),
+        FfiConverterULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterString.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Logs this profile in to an existing account. A device new to the account adds itself to
      * the account's key bundle.
      *
@@ -3141,6 +3377,40 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
 
     
     /**
+     * Gets back into the account with the 24-word recovery phrase after the password was
+     * forgotten, sets `new_password` and logs this profile in. Without the phrase nobody can
+     * open the journal: tell the user so plainly; the account can only be deleted.
+     *
+     * Errors: `InvalidInput` (not a valid phrase, a weak password), `WrongCredentials` (the
+     * phrase is valid but not this account's), `Network`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `recover`(`username`: kotlin.String, `recoveryWords`: List<kotlin.String>, `newPassword`: kotlin.String, `deviceName`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_recover(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`username`),
+        FfiConverterSequenceString.lower(`recoveryWords`),
+        FfiConverterString.lower(`newPassword`),
+        FfiConverterString.lower(`deviceName`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Creates an account with this profile as its first device. Takes about a second of CPU
      * (Argon2id), on a library thread.
      *
@@ -3235,6 +3505,39 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
     }
     
     
+
+    
+    /**
+     * Revokes another device (lost or taken): the account moves to new keys and the password
+     * becomes `new_password` (its holder may know the old one). The revoked device cannot log
+     * in or read anything written afterwards; the others keep all history.
+     *
+     * Errors: `WrongCredentials`, `InvalidInput` (this device, an unknown or revoked one, a
+     * weak new password), `NotLoggedIn`, `Network`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `revokeDevice`(`deviceId`: kotlin.String, `password`: kotlin.String, `newPassword`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_revoke_device(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`deviceId`),
+        FfiConverterString.lower(`password`),
+        FfiConverterString.lower(`newPassword`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
 
     
     /**
@@ -5036,6 +5339,48 @@ public object FfiConverterTypeJournalEntry: FfiConverterRustBuffer<JournalEntry>
             FfiConverterSequenceString.write(value.`tags`, buf)
             FfiConverterLong.write(value.`createdAt`, buf)
             FfiConverterLong.write(value.`updatedAt`, buf)
+    }
+}
+
+
+
+/**
+ * What `link_start` returns on a new device: show `code` (as a QR code or text) and
+ * `verification_code`; the approving device must show the same verification code.
+ */
+data class LinkOffer (
+    var `code`: kotlin.String
+    , 
+    var `verificationCode`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeLinkOffer: FfiConverterRustBuffer<LinkOffer> {
+    override fun read(buf: ByteBuffer): LinkOffer {
+        return LinkOffer(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: LinkOffer) = (
+            FfiConverterString.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`verificationCode`)
+    )
+
+    override fun write(value: LinkOffer, buf: ByteBuffer) {
+            FfiConverterString.write(value.`code`, buf)
+            FfiConverterString.write(value.`verificationCode`, buf)
     }
 }
 
