@@ -21,8 +21,9 @@ use crate::error::{FfiResult, HavenFfiError};
 use crate::log::{LogLevel, log};
 use crate::records::{
     Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, Device, DeviceInfo, EntryChange,
-    EntrySummary, ExportFormat, ExportReport, JournalEntry, LinkOffer, ReadingProgress, ReadingState,
-    Registration, ResourceList, SavedResources, SyncReport, SyncStatus, WipeReport, parse_id,
+    EntrySummary, ExportFormat, ExportReport, JournalEntry, LinkOffer, ReadingProgress,
+    ReadingState, Registration, ResourceList, SavedResources, SyncReport, SyncStatus, WipeReport,
+    parse_id,
 };
 use crate::runtime::{self, guard, lock};
 use crate::text;

@@ -85,6 +85,8 @@ pub struct ChaosRemote {
     /// Private envelopes delivered so far, for replays.
     delivered: Mutex<Vec<SequencedEnvelope>>,
     replayed: std::sync::atomic::AtomicUsize,
+    /// Every envelope this device sent, as sent (what the account uploaded).
+    pushed: Mutex<Vec<Envelope>>,
 }
 
 impl ChaosRemote {
@@ -96,6 +98,7 @@ impl ChaosRemote {
             offline: AtomicBool::new(false),
             delivered: Mutex::new(Vec::new()),
             replayed: std::sync::atomic::AtomicUsize::new(0),
+            pushed: Mutex::new(Vec::new()),
         }
     }
 
@@ -104,6 +107,14 @@ impl ChaosRemote {
             .faults
             .lock()
             .unwrap_or_else(|poison| poison.into_inner()) = faults;
+    }
+
+    /// Every envelope pushed through this remote so far.
+    pub fn pushed(&self) -> Vec<Envelope> {
+        self.pushed
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
     }
 
     /// How many replays were injected.
@@ -247,6 +258,10 @@ impl ServerApi for ChaosRemote {
         space: &SpaceId,
         changes: &[Envelope],
     ) -> Result<PushResponse, RemoteError> {
+        self.pushed
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .extend(changes.iter().cloned());
         self.through(|| self.inner.push(access, space, changes))
             .await
     }
