@@ -13,7 +13,9 @@
 //! which the owner, who logs in once, never notices.
 //!
 //! Addresses are counted per IPv4 address and per IPv6 /64 (one subscriber's prefix), so an
-//! attacker cannot multiply the budget by rotating through their own /64.
+//! attacker cannot multiply the budget by rotating through their own /64. The store never holds
+//! an address: counters are keyed by an [`AddressTagger`] tag (a keyed hash under a secret the
+//! instances share), so a copy of the database does not say who connected from where.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,20 +46,51 @@ impl Default for LoginLimits {
     }
 }
 
+/// Keyed tags of client addresses, for counters kept in the store.
+#[derive(Clone)]
+pub struct AddressTagger(Arc<zeroize::Zeroizing<[u8; 32]>>);
+
+impl std::fmt::Debug for AddressTagger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddressTagger(..)")
+    }
+}
+
+impl AddressTagger {
+    pub fn new(key: zeroize::Zeroizing<[u8; 32]>) -> Self {
+        Self(Arc::new(key))
+    }
+
+    /// 16 bytes naming the subscriber behind `client` (see [`address_bytes`]).
+    pub fn tag(&self, client: IpAddr) -> [u8; 16] {
+        let mac = super::hmac_sha256(&self.0, &[b"haven/address/v1\0", &address_bytes(client)]);
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&mac[..16]);
+        tag
+    }
+}
+
 /// Decides whether a login attempt may proceed.
 #[derive(Debug, Clone)]
 pub struct LoginLimiter {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     limits: LoginLimits,
+    addresses: AddressTagger,
 }
 
 impl LoginLimiter {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: LoginLimits) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        limits: LoginLimits,
+        addresses: AddressTagger,
+    ) -> Self {
         Self {
             store,
             clock,
             limits,
+            addresses,
         }
     }
 
@@ -70,7 +103,7 @@ impl LoginLimiter {
     /// the password; unknown usernames count exactly like known ones.
     pub async fn check(&self, username_key: &[u8; 32], client: IpAddr) -> Result<(), ApiError> {
         let now = self.clock.now();
-        let address = address_bytes(client);
+        let address = self.addresses.tag(client);
 
         let mut key = Vec::with_capacity(48);
         key.extend_from_slice(b"login/addr/");
@@ -143,7 +176,12 @@ mod tests {
     fn limiter(limits: LoginLimits) -> (LoginLimiter, ManualClock) {
         let clock = ManualClock::new(T0);
         (
-            LoginLimiter::new(SpyStore::new(), Arc::new(clock.clone()), limits),
+            LoginLimiter::new(
+                SpyStore::new(),
+                Arc::new(clock.clone()),
+                limits,
+                AddressTagger::new(zeroize::Zeroizing::new([7u8; 32])),
+            ),
             clock,
         )
     }
@@ -225,5 +263,26 @@ mod tests {
             address_bytes(ip("2001:db8::1")),
             vec![6, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]
         );
+    }
+
+    #[test]
+    fn address_tags_hide_the_address_and_name_one_subscriber() {
+        let tagger = AddressTagger::new(zeroize::Zeroizing::new([3u8; 32]));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let tag = tagger.tag(v4);
+        assert!(!tag.windows(4).any(|w| w == [192, 0, 2, 7]));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap_or(v4);
+        assert_eq!(
+            tagger.tag(mapped),
+            tag,
+            "IPv4-mapped IPv6 is the IPv4 address"
+        );
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap_or(v4);
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap_or(v4);
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(v4);
+        assert_eq!(tagger.tag(a), tagger.tag(b), "one /64, one subscriber");
+        assert_ne!(tagger.tag(a), tagger.tag(c));
+        let other = AddressTagger::new(zeroize::Zeroizing::new([4u8; 32]));
+        assert_ne!(other.tag(v4), tag, "the tag depends on the secret");
     }
 }

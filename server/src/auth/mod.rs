@@ -32,7 +32,7 @@ pub mod refresh;
 
 pub use access::{AuthContext, Authenticator};
 pub use jwt::{AccessClaims, JwtConfig, KeyError, KeyInfo, KeySet, TokenError};
-pub use limits::{LoginLimiter, LoginLimits};
+pub use limits::{AddressTagger, LoginLimiter, LoginLimits};
 pub use password::{PasswordError, PasswordHasher};
 pub use refresh::{RefreshConfig, RefreshError, RefreshTokens};
 
@@ -40,6 +40,7 @@ pub use refresh::{RefreshConfig, RefreshError, RefreshTokens};
 /// instance.
 const FAKE_SALT_SECRET: &str = "fake-salt";
 const USERNAME_KEY_SECRET: &str = "username-key";
+const ADDRESS_KEY_SECRET: &str = "address-key";
 const REFRESH_TAG_SECRET: &str = "refresh-token-tag";
 
 /// Settings of the auth module. Times are in seconds unless typed otherwise.
@@ -110,6 +111,7 @@ pub struct AuthService {
     limiter: LoginLimiter,
     fake_salt_key: Zeroizing<[u8; 32]>,
     username_key_key: Zeroizing<[u8; 32]>,
+    addresses: AddressTagger,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -163,7 +165,13 @@ impl AuthService {
         );
         let authenticator =
             Authenticator::new(Arc::clone(&keys), Arc::clone(&store), Arc::clone(&clock));
-        let limiter = LoginLimiter::new(Arc::clone(&store), clock, config.login_limits);
+        let addresses = AddressTagger::new(shared_secret(&*store, ADDRESS_KEY_SECRET).await?);
+        let limiter = LoginLimiter::new(
+            Arc::clone(&store),
+            clock,
+            config.login_limits,
+            addresses.clone(),
+        );
         Ok(Self {
             store,
             config,
@@ -172,6 +180,7 @@ impl AuthService {
             refresh,
             authenticator,
             limiter,
+            addresses,
             fake_salt_key,
             username_key_key,
         })
@@ -189,6 +198,11 @@ impl AuthService {
     /// The JWT key set (for the `haven-server keys rotate|retire|list` command).
     pub fn keys(&self) -> &Arc<KeySet> {
         &self.keys
+    }
+
+    /// The keyed tag under which the store counts a client address (it never holds addresses).
+    pub fn address_tag(&self, client: IpAddr) -> [u8; 16] {
+        self.addresses.tag(client)
     }
 
     pub fn limiter(&self) -> &LoginLimiter {

@@ -70,10 +70,11 @@ pub(super) async fn throttle_address(
     ip: IpAddr,
     max: u32,
 ) -> ApiResult<()> {
-    let key = format!("addr/{bucket}/{ip}");
+    let mut key = format!("addr/{bucket}/").into_bytes();
+    key.extend_from_slice(&state.auth.address_tag(ip));
     match state
         .store
-        .rate_limit_hit(key.as_bytes(), state.clock.now(), ADDRESS_WINDOW_SECS, max)
+        .rate_limit_hit(&key, state.clock.now(), ADDRESS_WINDOW_SECS, max)
         .await?
     {
         crate::store::RateDecision::Allowed => Ok(()),
