@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod group_commit;
 pub mod keys_cli;
+pub mod live_fanout;
 pub mod live_hub;
 pub mod metrics;
 pub mod public_content;

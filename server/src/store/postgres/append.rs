@@ -141,6 +141,7 @@ pub(super) async fn append(
     pool: &PgPool,
     space: &SpaceId,
     items: Vec<AppendItem>,
+    notify_head: bool,
 ) -> StoreResult<Vec<AppendOutcome>> {
     if items.is_empty() {
         return Ok(Vec::new());
@@ -245,6 +246,14 @@ pub(super) async fn append(
         return Ok(outcomes);
     }
     write(&mut tx, &name, &log).await?;
+    if notify_head {
+        // Queued with the transaction: listeners hear of the head only once it is committed.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::HEADS_CHANNEL)
+            .bind(format!("{name} {}", log.head))
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(outcomes)
 }

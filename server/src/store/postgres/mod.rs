@@ -52,13 +52,22 @@ pub struct PgSettings {
     pub max_connections: u32,
     /// How long a request waits for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// Announce each new head on [`HEADS_CHANNEL`] (`NOTIFY`, delivered at commit) for the live
+    /// fan-out of other instances; off for engines without LISTEN/NOTIFY (they poll).
+    pub notify_heads: bool,
 }
+
+/// The channel of new heads: payload `"{space} {head}"`.
+pub const HEADS_CHANNEL: &str = "haven_heads";
+/// The channel of revocations: payload `"user {hex}"` or `"sessions {hex} {hex} …"`.
+pub const REVOCATIONS_CHANNEL: &str = "haven_revocations";
 
 impl Default for PgSettings {
     fn default() -> Self {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            notify_heads: true,
         }
     }
 }
@@ -67,6 +76,7 @@ impl Default for PgSettings {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    notify_heads: bool,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -121,7 +131,10 @@ impl PgStore {
         MIGRATOR.run(&pool).await.map_err(|error| {
             StoreError::Engine(format!("applying the schema migrations: {error}"))
         })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            notify_heads: settings.notify_heads,
+        })
     }
 
     /// The pool, for the live fan-out listener and the migration command.
@@ -804,7 +817,7 @@ impl Store for PgStore {
         space: &SpaceId,
         items: Vec<AppendItem>,
     ) -> StoreResult<Vec<AppendOutcome>> {
-        append::append(&self.pool, space, items).await
+        append::append(&self.pool, space, items, self.notify_heads).await
     }
 
     async fn read(
