@@ -25,6 +25,16 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Copy a sled data directory into an empty PostgreSQL database (stop the server first).
+    Migrate {
+        /// The sled data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL URL; defaults to HAVEN_STORE, which keeps the password out of the
+        /// process list.
+        #[arg(long, env = "HAVEN_STORE", hide_env_values = true)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

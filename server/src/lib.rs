@@ -16,6 +16,7 @@ pub mod keys_cli;
 pub mod live_fanout;
 pub mod live_hub;
 pub mod metrics;
+pub mod migrate_cli;
 pub mod public_content;
 pub mod routes;
 pub mod server;

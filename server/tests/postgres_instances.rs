@@ -116,12 +116,9 @@ struct Instance {
 
 impl Instance {
     fn start(store_url: &str, fanout: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_haven-server"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_haven-server"));
+        command
             .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
                 "--live-fanout",
                 fanout,
                 "--live-poll-ms",
@@ -130,7 +127,20 @@ impl Instance {
                 "6",
             ])
             // The URL through the environment, as a deployment should pass it.
-            .env("HAVEN_STORE", store_url)
+            .env("HAVEN_STORE", store_url);
+        Self::spawn(command)
+    }
+
+    /// A single node on sled in `dir`.
+    fn start_sled(dir: &std::path::Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_haven-server"));
+        command.args(["--cache-mb", "8"]).arg("--data").arg(dir);
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .env("HAVEN_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -448,4 +458,101 @@ async fn two_instances_over_notify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_over_polling() {
     two_instances_serve_one_account("poll").await;
+}
+
+/// A sled node moved to PostgreSQL with `haven-server migrate`: the account logs in with the
+/// same secret, an access token issued by the sled node still verifies (the key set moved), the
+/// log pulls the same, retries stay idempotent and the next push continues the sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_a_sled_node_to_postgres() {
+    let Some(server) = server_url() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let sled = Instance::start_sled(data.path());
+    let mut user = TestUser::new("moving-house");
+    let (status, created) = json_of(
+        http.post(sled.url("/v1/accounts"))
+            .json(&user.registration())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    log_in(&http, &sled, &mut user).await;
+    let envelopes: Vec<_> = (0..12).map(|n| user.change(common::doc(n % 3))).collect();
+    assert_eq!(
+        push(&http, &sled.base, &user, &envelopes).await,
+        (1..=12).collect::<Vec<_>>()
+    );
+    let before = pull_all(&http, &sled, &user).await;
+    let public_before = public_log(&http, &sled).await;
+    sled.terminate();
+
+    let database = TestDatabase::create(&server).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_haven-server"))
+        .arg("migrate")
+        .arg("--from")
+        .arg(data.path())
+        .env("HAVEN_STORE", &database.url)
+        .env("HAVEN_LOG", "warn")
+        .output()
+        .expect("haven-server migrate runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("migrated 1 accounts"), "{printed}");
+    assert!(!printed.contains("moving-house"), "{printed}");
+
+    let postgres = Instance::start(&database.url, "notify");
+    // The token the sled node issued verifies here: the JWT key set moved with the data.
+    assert_eq!(pull_all(&http, &postgres, &user).await, before);
+    assert_eq!(public_log(&http, &postgres).await, public_before);
+    log_in(&http, &postgres, &mut user).await;
+    assert_eq!(
+        push(&http, &postgres.base, &user, &envelopes[..2]).await,
+        vec![1, 2]
+    );
+    let next = user.change(common::doc(1));
+    assert_eq!(push(&http, &postgres.base, &user, &[next]).await, vec![13]);
+    postgres.terminate();
+
+    // Into a database that already holds data, the command refuses and changes nothing.
+    let again = Command::new(env!("CARGO_BIN_EXE_haven-server"))
+        .arg("migrate")
+        .arg("--from")
+        .arg(data.path())
+        .env("HAVEN_STORE", &database.url)
+        .env("HAVEN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
+
+/// Every (seq, id) of the public space.
+async fn public_log(http: &reqwest::Client, instance: &Instance) -> Vec<(u64, String)> {
+    let (status, page) = json_of(
+        http.get(instance.url("/v1/spaces/public/changes?limit=1000"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| {
+            (
+                change["seq"].as_u64().unwrap(),
+                change["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 pub mod kv;
 pub mod memory;
+pub mod migrate;
 pub mod postgres;
 pub mod sled_kv;
 

@@ -36,6 +36,7 @@ use super::{
     JwtKeyState, LinkRecord, OneTimeToken, RateDecision, SessionRecord, Store, StoreError,
     StoreResult,
 };
+pub(in crate::store) use rows::jwt_state_name;
 use rows::{account_from_row, device_from_row, session_from_row, to_i64, to_u64};
 
 /// The schema, embedded from server/migrations/ and applied by [`PgStore::connect`].
@@ -310,8 +311,8 @@ impl Store for PgStore {
         if key.state == JwtKeyState::Active {
             sqlx::query("UPDATE jwt_keys SET state = $2 WHERE state = $3 AND kid <> $1")
                 .bind(&key.kid)
-                .bind(rows::jwt_state_name(JwtKeyState::VerifyOnly))
-                .bind(rows::jwt_state_name(JwtKeyState::Active))
+                .bind(jwt_state_name(JwtKeyState::VerifyOnly))
+                .bind(jwt_state_name(JwtKeyState::Active))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -323,7 +324,7 @@ impl Store for PgStore {
         .bind(&key.kid)
         .bind(key.secret.as_slice())
         .bind(to_i64(key.created_at, "jwt key created_at")?)
-        .bind(rows::jwt_state_name(key.state))
+        .bind(jwt_state_name(key.state))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -344,30 +345,8 @@ impl Store for PgStore {
             tx.rollback().await?;
             return Ok(Cas::Conflict);
         }
-        let sql = format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT DO NOTHING"
-        );
-        let inserted = sqlx::query(&sql)
-            .bind(account.user_id.0)
-            .bind(account.space_id.0)
-            .bind(account.username_key)
-            .bind(&account.auth_hash)
-            .bind(&account.recovery_hash)
-            .bind(account.kdf.salt.0)
-            .bind(i64::from(account.kdf.m_kib))
-            .bind(i64::from(account.kdf.t))
-            .bind(i64::from(account.kdf.p))
-            .bind(to_i64(account.key_bundle.version, "key bundle version")?)
-            .bind(i64::from(account.key_bundle.key_epoch))
-            .bind(&account.key_bundle.blob.0)
-            .bind(to_i64(account.auth_version, "auth version")?)
-            .bind(to_i64(account.revision, "revision")?)
-            .bind(&account.created_day)
-            .execute(&mut *tx)
-            .await?;
-        if inserted.rows_affected() == 0 {
+        let inserted = insert_account(&mut tx, &account).await?;
+        if !inserted {
             tx.rollback().await?;
             return Ok(Cas::Conflict);
         }
@@ -540,27 +519,7 @@ impl Store for PgStore {
             tx.rollback().await?;
             return Err(erased());
         }
-        let sql = format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (session_id) DO UPDATE SET user_id = EXCLUDED.user_id, \
-             device_id = EXCLUDED.device_id, created_at = EXCLUDED.created_at, \
-             last_used_at = EXCLUDED.last_used_at, generation = EXCLUDED.generation, \
-             current_hash = EXCLUDED.current_hash, previous_hash = EXCLUDED.previous_hash, \
-             rotated_at = EXCLUDED.rotated_at, revoked = EXCLUDED.revoked"
-        );
-        sqlx::query(&sql)
-            .bind(session.session_id.0)
-            .bind(session.user_id.0)
-            .bind(session.device_id.0)
-            .bind(to_i64(session.created_at, "session created_at")?)
-            .bind(to_i64(session.last_used_at, "session last_used_at")?)
-            .bind(to_i64(session.generation, "session generation")?)
-            .bind(session.current_hash)
-            .bind(session.previous_hash)
-            .bind(to_i64(session.rotated_at, "session rotated_at")?)
-            .bind(session.revoked)
-            .execute(&mut *tx)
-            .await?;
+        upsert_session(&mut tx, &session).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -900,9 +859,69 @@ impl Store for PgStore {
     }
 }
 
+/// Inserts an account unless its id, space or username key is taken; returns whether it did.
+pub(in crate::store) async fn insert_account(
+    tx: &mut Transaction<'_, Postgres>,
+    account: &AccountRecord,
+) -> StoreResult<bool> {
+    let sql = format!(
+        "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT DO NOTHING"
+    );
+    let inserted = sqlx::query(&sql)
+        .bind(account.user_id.0)
+        .bind(account.space_id.0)
+        .bind(account.username_key)
+        .bind(&account.auth_hash)
+        .bind(&account.recovery_hash)
+        .bind(account.kdf.salt.0)
+        .bind(i64::from(account.kdf.m_kib))
+        .bind(i64::from(account.kdf.t))
+        .bind(i64::from(account.kdf.p))
+        .bind(to_i64(account.key_bundle.version, "key bundle version")?)
+        .bind(i64::from(account.key_bundle.key_epoch))
+        .bind(&account.key_bundle.blob.0)
+        .bind(to_i64(account.auth_version, "auth version")?)
+        .bind(to_i64(account.revision, "revision")?)
+        .bind(&account.created_day)
+        .execute(&mut **tx)
+        .await?;
+    Ok(inserted.rows_affected() > 0)
+}
+
+/// Inserts or replaces a session (a session id reused for another user moves to that user).
+pub(in crate::store) async fn upsert_session(
+    tx: &mut Transaction<'_, Postgres>,
+    session: &SessionRecord,
+) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (session_id) DO UPDATE SET user_id = EXCLUDED.user_id, \
+         device_id = EXCLUDED.device_id, created_at = EXCLUDED.created_at, \
+         last_used_at = EXCLUDED.last_used_at, generation = EXCLUDED.generation, \
+         current_hash = EXCLUDED.current_hash, previous_hash = EXCLUDED.previous_hash, \
+         rotated_at = EXCLUDED.rotated_at, revoked = EXCLUDED.revoked"
+    );
+    sqlx::query(&sql)
+        .bind(session.session_id.0)
+        .bind(session.user_id.0)
+        .bind(session.device_id.0)
+        .bind(to_i64(session.created_at, "session created_at")?)
+        .bind(to_i64(session.last_used_at, "session last_used_at")?)
+        .bind(to_i64(session.generation, "session generation")?)
+        .bind(session.current_hash)
+        .bind(session.previous_hash)
+        .bind(to_i64(session.rotated_at, "session rotated_at")?)
+        .bind(session.revoked)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Inserts or replaces a device; a stored revocation wins over the given flag (revocation is
 /// final, even against an update racing it).
-async fn upsert_device(
+pub(in crate::store) async fn upsert_device(
     tx: &mut Transaction<'_, Postgres>,
     device: &DeviceRecord,
 ) -> StoreResult<()> {

@@ -85,7 +85,7 @@ pub(super) fn session_ids(rows: &[PgRow]) -> StoreResult<Vec<HexId>> {
     Ok(ids)
 }
 
-pub(super) fn jwt_state_name(state: JwtKeyState) -> &'static str {
+pub(in crate::store) fn jwt_state_name(state: JwtKeyState) -> &'static str {
     match state {
         JwtKeyState::Active => "active",
         JwtKeyState::VerifyOnly => "verify_only",
