@@ -556,3 +556,109 @@ async fn public_log(http: &reqwest::Client, instance: &Instance) -> Vec<(u64, St
         })
         .collect()
 }
+
+/// The bar: two devices of one account, one on each instance, in live sync. Real
+/// `Haven` clients (encrypted profiles, HTTP + WebSocket transport): the phone listens live on
+/// instance A; the laptop writes through instance B; the entry reaches the phone without it
+/// asking, and the phone's answer reaches the laptop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_on_two_instances_sync_live() {
+    use std::sync::Arc;
+
+    use haven_core::env::OsRandom;
+    use haven_core::local_store::{KeyStore, MemoryKeyStore};
+    use haven_core::remote::http::{HttpOptions, HttpRemote};
+    use haven_core::{Haven, HavenConfig};
+
+    const PASSWORD: &str = "correct horse battery staple";
+    let Some(server) = server_url() else {
+        return;
+    };
+    let database = TestDatabase::create(&server).await;
+    let a = Instance::start(&database.url, "notify");
+    let b = Instance::start(&database.url, "notify");
+    let open = |dir: &std::path::Path, url: &str| {
+        let keys: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new(Arc::new(OsRandom)));
+        let remote = HttpRemote::new(url, HttpOptions::default()).unwrap();
+        Haven::open(HavenConfig::new(dir), keys, Arc::new(remote)).unwrap()
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let phone = Arc::new(open(dir_a.path(), &a.base));
+    phone
+        .register("two-instances", PASSWORD, "phone")
+        .await
+        .unwrap();
+    let laptop = open(dir_b.path(), &b.base);
+    laptop
+        .login("two-instances", PASSWORD, "laptop")
+        .await
+        .unwrap();
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (rounds_tx, mut rounds) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    let live = {
+        let phone = Arc::clone(&phone);
+        tokio::spawn(async move {
+            phone
+                .run_live(
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                    move |round| {
+                        let _ = rounds_tx.send(round.as_ref().map(drop).map_err(|e| e.to_string()));
+                    },
+                )
+                .await
+        })
+    };
+    // The first round happens on its own.
+    tokio::time::timeout(WAIT, rounds.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    let id = laptop
+        .journal_create("Written on the laptop", "Through instance B.")
+        .unwrap();
+    laptop.sync_once().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while phone.journal_get(&id).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the entry pushed through B did not reach the phone live on A"
+        );
+        let _ = tokio::time::timeout(WAIT, rounds.recv()).await;
+    }
+    assert_eq!(phone.journal_get(&id).unwrap().body, "Through instance B.");
+
+    // The phone's edit goes out through A on its own; the laptop pulls it through B.
+    phone
+        .journal_append_body(&id, " Answered through A.")
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        laptop.sync_once().await.unwrap();
+        if laptop
+            .journal_get(&id)
+            .unwrap()
+            .body
+            .ends_with("Answered through A.")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the phone's edit did not reach the laptop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(WAIT, live)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    a.terminate();
+    b.terminate();
+}
