@@ -662,3 +662,75 @@ async fn two_devices_on_two_instances_sync_live() {
     a.terminate();
     b.terminate();
 }
+
+/// W1 / W2 of the benchmark issue, sled against PostgreSQL, over the real (debug) binary:
+/// W1 one device creates N entries with 5 edits each and syncs until all is acked; W2 a new
+/// device of the account downloads and applies everything. Ignored: run it by hand with
+/// `HAVEN_BENCH_N` (default 200) and compare the two lines it prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check; run by hand"]
+async fn w1_w2_on_sled_and_postgres() {
+    use std::sync::Arc;
+
+    use haven_core::client::SyncState;
+    use haven_core::env::OsRandom;
+    use haven_core::local_store::{KeyStore, MemoryKeyStore};
+    use haven_core::remote::http::{HttpOptions, HttpRemote};
+    use haven_core::{Haven, HavenConfig};
+
+    const PASSWORD: &str = "correct horse battery staple";
+    let Some(server) = server_url() else {
+        return;
+    };
+    let entries: usize = std::env::var("HAVEN_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let open = |dir: &std::path::Path, url: &str| {
+        let keys: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new(Arc::new(OsRandom)));
+        let remote = HttpRemote::new(url, HttpOptions::default()).unwrap();
+        Haven::open(HavenConfig::new(dir), keys, Arc::new(remote)).unwrap()
+    };
+    let body = "x".repeat(1000);
+    let data = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(&server).await;
+    for (label, instance) in [
+        ("sled", Instance::start_sled(data.path())),
+        ("postgres", Instance::start(&database.url, "notify")),
+    ] {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let writer = open(dir_a.path(), &instance.base);
+        writer.register("bench", PASSWORD, "writer").await.unwrap();
+        let started = Instant::now();
+        for n in 0..entries {
+            let id = writer.journal_create(&format!("entry {n}"), &body).unwrap();
+            for edit in 0..5 {
+                writer
+                    .journal_append_body(&id, &format!(" edit {edit}"))
+                    .unwrap();
+            }
+        }
+        let created = started.elapsed();
+        for _ in 0..1000 {
+            writer.sync_once().await.unwrap();
+            if writer.status().state == SyncState::Synced {
+                break;
+            }
+        }
+        let w1 = started.elapsed();
+        let reader = open(dir_b.path(), &instance.base);
+        reader.login("bench", PASSWORD, "reader").await.unwrap();
+        let started = Instant::now();
+        for _ in 0..1000 {
+            reader.sync_once().await.unwrap();
+            if reader.journal_list().len() >= entries && reader.status().state == SyncState::Synced
+            {
+                break;
+            }
+        }
+        let w2 = started.elapsed();
+        assert_eq!(reader.journal_list().len(), entries);
+        eprintln!("{label}: N = {entries}: W1 {w1:?} (of which creating {created:?}), W2 {w2:?}");
+        instance.terminate();
+    }
+}

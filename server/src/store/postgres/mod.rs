@@ -49,7 +49,8 @@ const ACCOUNT_LOCK_CLASS: i32 = 0x4856_0001;
 /// Pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PgSettings {
-    /// Connections per instance; the database's `max_connections` bounds the sum over instances.
+    /// Connections per instance (at least 2: the live fan-out holds one); the database's
+    /// `max_connections` bounds the sum over instances.
     pub max_connections: u32,
     /// How long a request waits for a free connection before failing.
     pub acquire_timeout: Duration,
@@ -125,7 +126,8 @@ impl PgStore {
         settings: PgSettings,
     ) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections.max(1))
+            // The live fan-out keeps one connection for LISTEN; requests need at least another.
+            .max_connections(settings.max_connections.max(2))
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.application_name("haven-server"))
             .await?;
