@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use haven_protocol::{DeviceId, DocId, Envelope, EnvelopeId, HexId, SpaceId, UserId};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection as _, Postgres, Row, Transaction};
 use zeroize::Zeroizing;
 
 use super::{
@@ -125,11 +125,16 @@ impl PgStore {
         options: PgConnectOptions,
         settings: PgSettings,
     ) -> StoreResult<Self> {
+        let options = options.application_name("haven-server");
+        // One direct connection first: the pool would retry until its timeout and then report
+        // only that, where this names the cause (refused, authentication, TLS).
+        let probe = PgConnection::connect_with(&options).await?;
+        probe.close().await?;
         let pool = PgPoolOptions::new()
             // The live fan-out keeps one connection for LISTEN; requests need at least another.
             .max_connections(settings.max_connections.max(2))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options.application_name("haven-server"))
+            .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await.map_err(|error| {
             StoreError::Engine(format!("applying the schema migrations: {error}"))
