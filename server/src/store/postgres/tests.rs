@@ -317,3 +317,58 @@ async fn migrations_apply_once() {
     assert!(second.space_exists(&space).await.unwrap());
     assert!(second.account(&HexId([3; 16])).await.unwrap().is_some());
 }
+
+/// An erasure on one instance racing device and session writes on another: whichever wins,
+/// nothing of the account is left afterwards, and no append lands in the erased log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_wins_against_racing_writes_on_another_instance() {
+    let Some((a, b, _schema)) = two_instances().await else {
+        return;
+    };
+    for n in 1..=8u8 {
+        let space = new_account(&*a, n).await;
+        let user = HexId([n; 16]);
+        let writer = {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move {
+                for k in 0..5u8 {
+                    let mut extra = device(n);
+                    extra.device_id = Bytes([k; 16]);
+                    let _ = b.put_device(extra).await;
+                    let session = SessionRecord {
+                        session_id: HexId([n, k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+                        user_id: user,
+                        device_id: Bytes([k; 16]),
+                        created_at: 1,
+                        last_used_at: 1,
+                        generation: 0,
+                        current_hash: [k; 32],
+                        previous_hash: None,
+                        rotated_at: 1,
+                        revoked: false,
+                    };
+                    let _ = b.create_session(session).await;
+                    let _ = b.append(&space, vec![change(n, k)]).await;
+                }
+            })
+        };
+        a.erase_account(&user).await.unwrap();
+        writer.await.unwrap();
+        assert!(a.is_erased(&user).await.unwrap());
+        assert!(b.devices(&user).await.unwrap().is_empty(), "account {n}");
+        assert!(
+            b.revoke_sessions_of_user(&user, None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "account {n}"
+        );
+        assert!(!b.space_exists(&space).await.unwrap());
+        assert!(
+            b.read(&space, 0, u64::MAX, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
