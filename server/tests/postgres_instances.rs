@@ -1,8 +1,9 @@
 //! Two real `haven-server` processes over one PostgreSQL database (DESIGN.md §7): two devices
 //! of one account, one on each instance; concurrent pushes to the space through both instances
 //! make one gap-free sequence; a push on one instance reaches live sockets on the other (with
-//! LISTEN/NOTIFY, and with the polling fallback); a logout on one instance closes the device's
-//! live socket on the other.
+//! LISTEN/NOTIFY, and with the polling fallback); the listening connections come back after the
+//! database drops them; a logout on one instance closes the device's live socket on the other;
+//! real `Haven` devices on the two instances sync live; `haven-server migrate` moves a sled node.
 //!
 //! The database server comes from `HAVEN_TEST_POSTGRES` (scripts/postgres); each test makes its
 //! own database. Unset, the tests print that they were skipped and pass, unless
@@ -421,6 +422,51 @@ async fn two_instances_serve_one_account(fanout: &str) {
     wait_for_head(&mut on_b, total).await;
 
     if fanout == "notify" {
+        // The listening connections drop (a database restart, a proxy's idle timeout): the
+        // instances listen again, and the relayed logout below needs B's listener back.
+        let mut admin = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        let listeners = "SELECT pid FROM pg_stat_activity \
+                         WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+        let dropped: Vec<i32> = sqlx::query_scalar(listeners)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(dropped.len(), 2, "one listening connection per instance");
+        for pid in &dropped {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let listening: Vec<i32> = sqlx::query_scalar(listeners)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+            if listening
+                .iter()
+                .filter(|pid| !dropped.contains(pid))
+                .count()
+                == 2
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the instances did not listen again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = admin.close().await;
+        let again = phone.change(common::doc(2));
+        assert_eq!(
+            push(&http, &a.base, &phone, &[again]).await,
+            vec![total + 1]
+        );
+        wait_for_head(&mut on_b, total + 1).await;
+
         // Logging the laptop out through A closes its live socket on B.
         let response = http
             .delete(a.url("/v1/sessions/current"))
