@@ -33,7 +33,7 @@ pub enum Command {
         /// The PostgreSQL URL; defaults to HAVEN_STORE, which keeps the password out of the
         /// process list.
         #[arg(long, env = "HAVEN_STORE", hide_env_values = true)]
-        to: String,
+        to: StoreUrl,
     },
 }
 
@@ -86,7 +86,7 @@ pub struct ServeArgs {
     /// shared by any number of instances. Prefer the environment variable: it keeps the
     /// password out of the process list.
     #[arg(long, env = "HAVEN_STORE", hide_env_values = true, global = true)]
-    pub store: Option<String>,
+    pub store: Option<StoreUrl>,
 
     /// PostgreSQL connections per instance (the database's max_connections bounds the sum).
     #[arg(
@@ -199,12 +199,41 @@ pub enum LiveFanout {
     Poll,
 }
 
+/// The value of `--store` or `migrate --to`: `sled` or a database URL, which may hold a
+/// password, so `Debug` shows only where it points.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(pub String);
+
+impl std::str::FromStr for StoreUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == "sled" {
+            f.write_str("sled")
+        } else {
+            f.write_str(&crate::store::postgres::describe_url(&self.0))
+        }
+    }
+}
+
+impl StoreUrl {
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+}
+
 /// The store the arguments name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreChoice {
     Memory,
     Sled(PathBuf),
-    Postgres(String),
+    Postgres(StoreUrl),
 }
 
 impl ServeArgs {
@@ -212,15 +241,12 @@ impl ServeArgs {
     /// that is neither `sled` nor a PostgreSQL URL (its value is not echoed: it may hold a
     /// password).
     pub fn store_choice(&self) -> Result<StoreChoice, String> {
-        match (self.in_memory, self.store.as_deref()) {
+        match (self.in_memory, &self.store) {
             (true, Some(_)) => Err("--in-memory and --store exclude each other".into()),
             (true, None) => Ok(StoreChoice::Memory),
-            (false, None | Some("sled")) => Ok(StoreChoice::Sled(self.data_dir.clone())),
-            (false, Some(url))
-                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
-            {
-                Ok(StoreChoice::Postgres(url.to_owned()))
-            }
+            (false, None) => Ok(StoreChoice::Sled(self.data_dir.clone())),
+            (false, Some(url)) if url.0 == "sled" => Ok(StoreChoice::Sled(self.data_dir.clone())),
+            (false, Some(url)) if url.is_postgres() => Ok(StoreChoice::Postgres(url.clone())),
             (false, Some(_)) => {
                 Err("--store / HAVEN_STORE must be `sled` or a postgres:// URL".into())
             }
@@ -257,7 +283,13 @@ mod tests {
         let url = "postgres://haven:secret@db.internal:5432/haven";
         assert_eq!(
             choice(&["--store", url]),
-            Ok(StoreChoice::Postgres(url.into()))
+            Ok(StoreChoice::Postgres(StoreUrl(url.into())))
+        );
+        // Debug output names the host, never the password.
+        let shown = format!("{:?}", choice(&["--store", url]));
+        assert!(
+            shown.contains("db.internal") && !shown.contains("secret"),
+            "{shown}"
         );
         assert_eq!(choice(&["--in-memory"]), Ok(StoreChoice::Memory));
         assert!(choice(&["--in-memory", "--store", url]).is_err());

@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         None | Some(Command::Serve) => haven_server::server::serve(cli.serve).await,
         Some(Command::Keys { action }) => haven_server::keys_cli::run(&cli.serve, action).await,
         Some(Command::Migrate { from, to }) => {
-            haven_server::migrate_cli::run(&from, &to, &cli.serve).await
+            haven_server::migrate_cli::run(&from, &to.0, &cli.serve).await
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::app::{App, AppState, HttpConfig};
 use crate::auth::{AuthConfig, AuthService};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{LiveFanout, ServeArgs, StoreChoice};
+use crate::config::{LiveFanout, ServeArgs, StoreChoice, StoreUrl};
 use crate::group_commit::GroupCommit;
 use crate::live_fanout::FanoutMode;
 use crate::live_hub::LiveHub;
@@ -39,7 +39,7 @@ async fn open_chosen_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, 
                 .with_context(|| format!("opening the data directory {}", dir.display()))?;
             Ok((Arc::new(store), None))
         }
-        StoreChoice::Postgres(url) => {
+        StoreChoice::Postgres(StoreUrl(url)) => {
             let settings = PgSettings {
                 max_connections: args.store_connections,
                 notify_heads: args.live_fanout == LiveFanout::Notify,
