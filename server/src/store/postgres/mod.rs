@@ -42,6 +42,9 @@ use rows::{account_from_row, device_from_row, session_from_row, to_i64, to_u64};
 /// The schema, embedded from server/migrations/ and applied by [`PgStore::connect`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// See [`PgStore::connect_with`].
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+
 /// Class of the advisory locks taken per account (the other key is derived from the user id),
 /// so they never meet sqlx's single-key migration lock.
 const ACCOUNT_LOCK_CLASS: i32 = 0x4856_0001;
@@ -125,7 +128,13 @@ impl PgStore {
         options: PgConnectOptions,
         settings: PgSettings,
     ) -> StoreResult<Self> {
-        let options = options.application_name("haven-server");
+        // A transaction left open by an instance that hangs or loses the network would hold its
+        // space's counter row, and so block that space on every instance, until TCP noticed;
+        // the server ends such sessions instead (ours never idle inside a transaction).
+        let options = options.application_name("haven-server").options([(
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        )]);
         // One direct connection first: the pool would retry until its timeout and then report
         // only that, where this names the cause (refused, authentication, TLS).
         let probe = PgConnection::connect_with(&options).await?;

@@ -97,6 +97,12 @@ async fn postgres_is_durable_on_commit() {
         return;
     };
     assert_eq!(store.durability(), Durability::OnCommit);
+    // A hung transaction cannot hold a space's counter row for long.
+    let timeout: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(timeout, "1min");
 }
 
 /// Writers on two instances to one space: one gap-free sequence, each id at one seq, and
