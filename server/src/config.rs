@@ -25,6 +25,16 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Copy a sled data directory into an empty PostgreSQL database (stop the server first).
+    Migrate {
+        /// The sled data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL URL; defaults to HAVEN_STORE, which keeps the password out of the
+        /// process list.
+        #[arg(long, env = "HAVEN_STORE", hide_env_values = true)]
+        to: StoreUrl,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +80,38 @@ pub struct ServeArgs {
     /// Keep everything in memory (tests and demos; nothing survives a restart).
     #[arg(long, env = "HAVEN_IN_MEMORY", global = true)]
     pub in_memory: bool,
+
+    /// Where the data lives: `sled` (the embedded store in --data, the default, one instance)
+    /// or a PostgreSQL URL, `postgres://user:password@host:port/database?sslmode=verify-full`,
+    /// shared by any number of instances. Prefer the environment variable: it keeps the
+    /// password out of the process list.
+    #[arg(long, env = "HAVEN_STORE", hide_env_values = true, global = true)]
+    pub store: Option<StoreUrl>,
+
+    /// PostgreSQL connections per instance (the database's max_connections bounds the sum).
+    #[arg(
+        long,
+        env = "HAVEN_STORE_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub store_connections: u32,
+
+    /// How a push on one instance reaches live sockets on the others (PostgreSQL only):
+    /// `notify` (LISTEN/NOTIFY, milliseconds) or `poll` (for engines without it).
+    #[arg(
+        long,
+        env = "HAVEN_LIVE_FANOUT",
+        value_enum,
+        default_value_t = LiveFanout::Notify,
+        global = true
+    )]
+    pub live_fanout: LiveFanout,
+
+    /// Milliseconds between polls of the heads of watched spaces (PostgreSQL). With `notify`
+    /// polling is only a safety net for lost notifications and runs ten times less often.
+    #[arg(long, env = "HAVEN_LIVE_POLL_MS", default_value_t = 500, global = true)]
+    pub live_poll_ms: u64,
 
     /// sled page-cache size in MiB (sled's own default is 1 GiB).
     #[arg(long, env = "HAVEN_CACHE_MB", default_value_t = 64, global = true)]
@@ -150,8 +192,109 @@ pub struct ServeArgs {
     pub ping_secs: u64,
 }
 
+/// Cross-instance live fan-out (see `--live-fanout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LiveFanout {
+    Notify,
+    Poll,
+}
+
+/// The value of `--store` or `migrate --to`: `sled` or a database URL, which may hold a
+/// password, so `Debug` shows only where it points.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(pub String);
+
+impl std::str::FromStr for StoreUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == "sled" {
+            f.write_str("sled")
+        } else {
+            f.write_str(&crate::store::postgres::describe_url(&self.0))
+        }
+    }
+}
+
+impl StoreUrl {
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+}
+
+/// The store the arguments name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    Memory,
+    Sled(PathBuf),
+    Postgres(StoreUrl),
+}
+
 impl ServeArgs {
+    /// Which store to open; `--in-memory` and `--store` together are refused, as is a `--store`
+    /// that is neither `sled` nor a PostgreSQL URL (its value is not echoed: it may hold a
+    /// password).
+    pub fn store_choice(&self) -> Result<StoreChoice, String> {
+        match (self.in_memory, &self.store) {
+            (true, Some(_)) => Err("--in-memory and --store exclude each other".into()),
+            (true, None) => Ok(StoreChoice::Memory),
+            (false, None) => Ok(StoreChoice::Sled(self.data_dir.clone())),
+            (false, Some(url)) if url.0 == "sled" => Ok(StoreChoice::Sled(self.data_dir.clone())),
+            (false, Some(url)) if url.is_postgres() => Ok(StoreChoice::Postgres(url.clone())),
+            (false, Some(_)) => {
+                Err("--store / HAVEN_STORE must be `sled` or a postgres:// URL".into())
+            }
+        }
+    }
+
     pub fn cache_bytes(&self) -> u64 {
         self.cache_mb.saturating_mul(1024 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn choice(args: &[&str]) -> Result<StoreChoice, String> {
+        let cli =
+            Cli::try_parse_from([&["haven-server"], args].concat()).map_err(|e| e.to_string())?;
+        cli.serve.store_choice()
+    }
+
+    #[test]
+    fn the_store_is_sled_unless_a_postgres_url_is_given() {
+        assert_eq!(
+            choice(&["--data", "/srv/haven"]),
+            Ok(StoreChoice::Sled("/srv/haven".into()))
+        );
+        assert_eq!(
+            choice(&["--store", "sled"]),
+            Ok(StoreChoice::Sled("./haven-data".into()))
+        );
+        let url = "postgres://haven:secret@db.internal:5432/haven";
+        assert_eq!(
+            choice(&["--store", url]),
+            Ok(StoreChoice::Postgres(StoreUrl(url.into())))
+        );
+        // Debug output names the host, never the password.
+        let shown = format!("{:?}", choice(&["--store", url]));
+        assert!(
+            shown.contains("db.internal") && !shown.contains("secret"),
+            "{shown}"
+        );
+        assert_eq!(choice(&["--in-memory"]), Ok(StoreChoice::Memory));
+        assert!(choice(&["--in-memory", "--store", url]).is_err());
+        // A mistyped value is refused without echoing it (it could be a password).
+        let error = choice(&["--store", "mysql://u:hunter2@x/y"]).unwrap_err();
+        assert!(!error.contains("hunter2"), "{error}");
     }
 }

@@ -21,6 +21,9 @@ pub enum Revocation {
 pub struct LiveHub {
     spaces: Mutex<HashMap<SpaceId, watch::Sender<u64>>>,
     revocations: broadcast::Sender<Revocation>,
+    /// Where this instance's revocations also go, for the sockets of other instances (set by
+    /// `crate::live_fanout` over PostgreSQL).
+    relay: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Revocation>>,
 }
 
 impl Default for LiveHub {
@@ -35,6 +38,7 @@ impl LiveHub {
         Self {
             spaces: Mutex::new(HashMap::new()),
             revocations,
+            relay: std::sync::OnceLock::new(),
         }
     }
 
@@ -67,8 +71,35 @@ impl LiveHub {
     }
 
     pub fn revoke(&self, revocation: Revocation) {
+        if let Some(relay) = self.relay.get() {
+            // A closed relay only means the fan-out stopped (shutdown).
+            let _ = relay.send(revocation.clone());
+        }
+        self.revoke_here(revocation);
+    }
+
+    /// Closes the affected sockets of this instance only (a revocation relayed from another).
+    pub fn revoke_here(&self, revocation: Revocation) {
         // No receivers simply means no live sockets.
         let _ = self.revocations.send(revocation);
+    }
+
+    /// Sends every later [`LiveHub::revoke`] to `relay` as well; only the first relay is kept.
+    pub fn set_relay(&self, relay: tokio::sync::mpsc::UnboundedSender<Revocation>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Spaces with live sockets on this instance, and the head each last saw.
+    pub fn watched(&self) -> Vec<(SpaceId, u64)> {
+        let spaces = self
+            .spaces
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        spaces
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .map(|(space, sender)| (*space, *sender.borrow()))
+            .collect()
     }
 
     pub fn revocations(&self) -> broadcast::Receiver<Revocation> {

@@ -13,23 +13,46 @@ use tokio::sync::watch;
 use crate::app::{App, AppState, HttpConfig};
 use crate::auth::{AuthConfig, AuthService};
 use crate::clock::{Clock, SystemClock};
-use crate::config::ServeArgs;
+use crate::config::{LiveFanout, ServeArgs, StoreChoice, StoreUrl};
 use crate::group_commit::GroupCommit;
+use crate::live_fanout::FanoutMode;
 use crate::live_hub::LiveHub;
 use crate::routes::parse_version;
 use crate::spaces::{LogLimits, SpaceService};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
+use crate::store::postgres::{PgSettings, PgStore, describe_url};
 use crate::store::sled_kv::SledStore;
 
 /// Opens the store the arguments name.
 pub async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
-    if args.in_memory {
-        return Ok(Arc::new(MemoryStore::new()));
+    Ok(open_chosen_store(args).await?.0)
+}
+
+/// Opens the store the arguments name; also returns it as a [`PgStore`] when it is one (the
+/// live fan-out across instances needs its pool).
+async fn open_chosen_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>)> {
+    match args.store_choice().map_err(anyhow::Error::msg)? {
+        StoreChoice::Memory => Ok((Arc::new(MemoryStore::new()), None)),
+        StoreChoice::Sled(dir) => {
+            let store = SledStore::open(&dir, args.cache_bytes())
+                .with_context(|| format!("opening the data directory {}", dir.display()))?;
+            Ok((Arc::new(store), None))
+        }
+        StoreChoice::Postgres(StoreUrl(url)) => {
+            let settings = PgSettings {
+                max_connections: args.store_connections,
+                notify_heads: args.live_fanout == LiveFanout::Notify,
+                ..PgSettings::default()
+            };
+            // Never the URL itself in messages: it may carry a password.
+            let store = PgStore::connect(&url, settings)
+                .await
+                .with_context(|| format!("opening the store at {}", describe_url(&url)))?;
+            tracing::info!(store = %describe_url(&url), "PostgreSQL store ready");
+            Ok((Arc::new(store.clone()), Some(store)))
+        }
     }
-    let store = SledStore::open(&args.data_dir, args.cache_bytes())
-        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
-    Ok(Arc::new(store))
 }
 
 /// Everything `build_app` needs besides the store.
@@ -114,10 +137,23 @@ pub fn options_from_args(args: &ServeArgs) -> anyhow::Result<AppOptions> {
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = options_from_args(&args)?;
-    let store = open_store(&args).await?;
+    let (store, postgres) = open_chosen_store(&args).await?;
     let (stop, shutdown) = watch::channel(false);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = build_app(Arc::clone(&store), Arc::clone(&clock), options, shutdown).await?;
+    // Other instances' pushes and revocations reach this instance's live sockets.
+    let fanout = postgres.map(|store| {
+        let mode = match args.live_fanout {
+            LiveFanout::Notify => FanoutMode::Notify,
+            LiveFanout::Poll => FanoutMode::Poll,
+        };
+        crate::live_fanout::start(
+            store,
+            Arc::clone(&state.live),
+            mode,
+            Duration::from_millis(args.live_poll_ms.max(10)),
+        )
+    });
 
     if !args.no_sample_content {
         crate::public_content::publish_sample_if_empty(&state, args.content_dir.as_deref()).await?;
@@ -159,6 +195,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     admin_task.abort();
     janitor.abort();
+    if let Some(fanout) = fanout {
+        fanout.abort();
+    }
     store.flush().await.context("final flush")?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -7,7 +7,8 @@
 //! inside its own transaction. Backends:
 //! - [`kv::KvStore`] over an ordered key-value engine with atomic batches: [`memory::MemoryKv`]
 //!   (tests) and [`sled_kv::SledKv`] (the embedded default).
-//! - PostgreSQL (a later issue) implements [`Store`] directly with SQL.
+//! - [`postgres::PgStore`] implements [`Store`] directly with SQL, for several instances over
+//!   one database.
 //!
 //! Envelope bodies of private spaces reach the store already sealed under the account's storage
 //! key (see `crate::storage_seal`); the store never sees client ciphertext as uploaded.
@@ -20,6 +21,8 @@ use zeroize::Zeroizing;
 
 pub mod kv;
 pub mod memory;
+pub mod migrate;
+pub mod postgres;
 pub mod sled_kv;
 
 #[cfg(test)]
