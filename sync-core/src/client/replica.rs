@@ -1198,10 +1198,10 @@ impl Replica {
         let Ok(index) = self.singleton_id(DocType::JournalIndex) else {
             return Ok(HashSet::new());
         };
+        // Read on every pulled page: only the deletions map, not the whole index (profiled: the
+        // full hydration was most of a live round's CPU with 1,000 entries; BENCHMARKS.md).
         match self.cached(&index)? {
-            Some(cached) => Ok(JournalIndex::hydrate_lossy(&cached.doc)
-                .map(|(index, _)| index.deletions.keys().copied().collect())
-                .unwrap_or_default()),
+            Some(cached) => Ok(JournalIndex::deleted_ids(&cached.doc)),
             None => Ok(HashSet::new()),
         }
     }

@@ -59,6 +59,21 @@ impl JournalIndex {
     pub fn hydrate_lossy<D: ReadDoc>(doc: &D) -> Result<(Self, Vec<DocumentError>), DocumentError> {
         read(doc, Issues::new(true))
     }
+
+    /// Only the ids in `deletions`, without reading `entries` or any timestamp: what applying a
+    /// pulled page needs on every round, at a cost that grows with deletions, not entries. Keys
+    /// that are not entry ids are skipped (as `hydrate_lossy` reports them).
+    pub fn deleted_ids<D: ReadDoc>(doc: &D) -> std::collections::HashSet<DocId> {
+        let root = MapReader::root(doc);
+        match root.map(DELETIONS) {
+            Ok(map) => map
+                .keys()
+                .iter()
+                .filter_map(|key| fields::parse_id_key(key))
+                .collect(),
+            Err(_) => std::collections::HashSet::new(),
+        }
+    }
 }
 
 impl SingletonDocument for JournalIndex {
@@ -283,6 +298,10 @@ mod tests {
         assert_eq!(index.entries, BTreeMap::from([(id(2), T0 + 1)]));
         assert_eq!(index.deletions, BTreeMap::from([(id(1), T0 + 2)]));
         assert!(index.is_deleted(&id(1)));
+        assert_eq!(
+            JournalIndex::deleted_ids(doc.doc()),
+            std::collections::HashSet::from([id(1)])
+        );
         assert_eq!(
             index.settings,
             BTreeMap::from([("local_only".to_owned(), "true".to_owned())])
