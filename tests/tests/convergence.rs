@@ -5,7 +5,8 @@
 //! (except what a deletion removed on purpose).
 //!
 //! Profiles: `HAVEN_TEST_PROFILE=ci` (default) runs a fast set of seeds; `long` runs 10,000.
-//! A failing seed is printed; replay it alone with `HAVEN_SIM_SEED=<seed>`.
+//! `HAVEN_SIM_SEEDS=<n>` runs seeds 1..=n. A failing seed is printed; replay it alone with
+//! `HAVEN_SIM_SEED=<seed>`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -253,10 +254,13 @@ async fn devices_converge_under_faults() {
     {
         Some(seed) => vec![seed],
         None => {
-            let count = if std::env::var("HAVEN_TEST_PROFILE").as_deref() == Ok("long") {
-                10_000
-            } else {
-                40
+            let count = match std::env::var("HAVEN_SIM_SEEDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+            {
+                Some(count) => count,
+                None if std::env::var("HAVEN_TEST_PROFILE").as_deref() == Ok("long") => 10_000,
+                None => 40,
             };
             (1..=count).collect()
         }
