@@ -255,3 +255,31 @@ impl Drop for Watchdog {
         }
     }
 }
+
+/// Every file under `dir`, read whole (for scans of what a directory holds).
+pub fn files_under(dir: &std::path::Path) -> std::io::Result<Vec<(std::path::PathBuf, Vec<u8>)>> {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        } else {
+            let bytes = std::fs::read(&path)?;
+            files.push((path, bytes));
+        }
+    }
+    Ok(files)
+}
+
+/// The first of `files` that contains `needle`.
+pub fn file_containing(
+    files: &[(std::path::PathBuf, Vec<u8>)],
+    needle: &[u8],
+) -> Option<std::path::PathBuf> {
+    files
+        .iter()
+        .find(|(_, bytes)| bytes.windows(needle.len()).any(|window| window == needle))
+        .map(|(path, _)| path.clone())
+}

@@ -129,26 +129,11 @@ async fn two_devices_write_offline_sync_and_merge() {
 }
 
 fn assert_no_canary(dir: &Path, canary: &[u8]) {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut files = 0;
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            stack.extend(
-                std::fs::read_dir(&path)
-                    .unwrap()
-                    .map(|entry| entry.unwrap().path()),
-            );
-        } else {
-            files += 1;
-            let bytes = std::fs::read(&path).unwrap();
-            assert!(
-                !bytes.windows(canary.len()).any(|window| window == canary),
-                "plaintext found in {}",
-                path.display()
-            );
-        }
+    let files = haven_tests::files_under(dir).unwrap();
+    assert!(!files.is_empty(), "nothing scanned in {}", dir.display());
+    if let Some(path) = haven_tests::file_containing(&files, canary) {
+        panic!("plaintext found in {}", path.display());
     }
-    assert!(files > 0, "nothing scanned in {}", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

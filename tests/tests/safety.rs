@@ -364,31 +364,6 @@ async fn a_new_device_links_without_the_password_after_the_codes_match() {
     server.stop().await.unwrap();
 }
 
-/// Every file under `dir`, read whole.
-fn files_of(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut files = Vec::new();
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            stack.extend(
-                std::fs::read_dir(&path)
-                    .unwrap()
-                    .map(|entry| entry.unwrap().path()),
-            );
-        } else {
-            files.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-    files
-}
-
-fn found_in(files: &[(std::path::PathBuf, Vec<u8>)], needle: &[u8]) -> Option<std::path::PathBuf> {
-    files
-        .iter()
-        .find(|(_, bytes)| bytes.windows(needle.len()).any(|window| window == needle))
-        .map(|(path, _)| path.clone())
-}
-
 /// What erasure guarantees today on sled: no envelope body the account uploaded is left in the
 /// server's files, in any form a reader could match (they were stored sealed under the account's
 /// storage key, and the records are gone).
@@ -437,14 +412,14 @@ async fn after_erasure_no_uploaded_body_is_left_in_the_server_files() {
     haven.close().unwrap();
     server.stop().await.unwrap();
 
-    let files = files_of(data.path());
+    let files = haven_tests::files_under(data.path()).unwrap();
     assert!(files.iter().map(|(_, bytes)| bytes.len()).sum::<usize>() > 0);
     for envelope in &uploaded {
         let body = &envelope.body.0;
         // The client's ciphertext (its nonce and first bytes), as it was uploaded.
         let sample = &body[..body.len().min(48)];
         assert_eq!(
-            found_in(&files, sample),
+            haven_tests::file_containing(&files, sample),
             None,
             "an uploaded body is still in the server's files"
         );

@@ -210,36 +210,7 @@ pub(super) async fn create_session(
         .auth
         .password_login(&name, request.auth_secret.as_bytes(), ip)
         .await?;
-    let today = state.clock.today();
-    let device = match state
-        .store
-        .device(&account.user_id, &request.device)
-        .await?
-    {
-        Some(existing) if existing.revoked => {
-            return Err(ApiError::new(
-                ErrorCode::DeviceRevoked,
-                "this device was revoked",
-            ));
-        }
-        Some(existing) => DeviceRecord {
-            last_seen_day: today,
-            name: request.device_name.or(existing.name),
-            ..existing
-        },
-        None => DeviceRecord {
-            user_id: account.user_id,
-            device_id: request.device,
-            name: request.device_name,
-            created_day: today.clone(),
-            last_seen_day: today,
-            revoked: false,
-        },
-    };
-    state.store.put_device(device).await?;
-    let session = state.auth.login_tokens(&account, &request.device).await?;
-    state.commits.flush().await?;
-    Ok(ApiJson(session))
+    start_session(&state, &account, request.device, request.device_name).await
 }
 
 #[utoipa::path(post, path = "/v1/sessions/enrol", tag = "sessions",
@@ -281,12 +252,19 @@ pub(super) async fn enrol_session(
         .account(&token.user_id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
+    start_session(&state, &account, request.device, request.device_name).await
+}
+
+/// Registers the device with the account (or notes it was seen today) and starts its session. A
+/// revoked device stays out.
+async fn start_session(
+    state: &AppState,
+    account: &AccountRecord,
+    device_id: haven_protocol::DeviceId,
+    device_name: Option<String>,
+) -> ApiResult<ApiJson<SessionResponse>> {
     let today = state.clock.today();
-    let device = match state
-        .store
-        .device(&account.user_id, &request.device)
-        .await?
-    {
+    let device = match state.store.device(&account.user_id, &device_id).await? {
         Some(existing) if existing.revoked => {
             return Err(ApiError::new(
                 ErrorCode::DeviceRevoked,
@@ -295,20 +273,20 @@ pub(super) async fn enrol_session(
         }
         Some(existing) => DeviceRecord {
             last_seen_day: today,
-            name: request.device_name.or(existing.name),
+            name: device_name.or(existing.name),
             ..existing
         },
         None => DeviceRecord {
             user_id: account.user_id,
-            device_id: request.device,
-            name: request.device_name,
+            device_id,
+            name: device_name,
             created_day: today.clone(),
             last_seen_day: today,
             revoked: false,
         },
     };
     state.store.put_device(device).await?;
-    let session = state.auth.login_tokens(&account, &request.device).await?;
+    let session = state.auth.login_tokens(account, &device_id).await?;
     state.commits.flush().await?;
     Ok(ApiJson(session))
 }
