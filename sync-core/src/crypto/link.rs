@@ -64,13 +64,13 @@ impl LinkInvitation {
         let body = code
             .trim()
             .strip_prefix(CODE_PREFIX)
-            .ok_or(CryptoError::Malformed("not a Haven link code"))?;
+            .ok_or(CryptoError::Link("this is not a Haven link code (it starts with haven-link-1:)"))?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(body)
-            .map_err(|_| CryptoError::Malformed("the link code is damaged"))?;
+            .map_err(|_| CryptoError::Link("the link code is damaged"))?;
         let bytes: [u8; INVITATION_LEN] = bytes
             .try_into()
-            .map_err(|_| CryptoError::Malformed("the link code has the wrong length"))?;
+            .map_err(|_| CryptoError::Link("the link code has the wrong length"))?;
         let (mailbox, rest) = bytes.split_at(16);
         let (device_id, rest) = rest.split_at(16);
         let (agreement, signing) = rest.split_at(32);
@@ -180,7 +180,7 @@ impl LinkGrant {
         device: &DeviceKeys,
     ) -> Result<Self, CryptoError> {
         if bytes.len() > MAX_GRANT_BYTES || bytes.len() < SEALED_KEY_LEN + NONCE_LEN + TAG_LEN {
-            return Err(CryptoError::Malformed("a link grant has the wrong size"));
+            return Err(CryptoError::Link("a link grant has the wrong size"));
         }
         let (sealed, rest) = bytes.split_at(SEALED_KEY_LEN);
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
@@ -198,17 +198,17 @@ impl LinkGrant {
         .ok_or(CryptoError::Decrypt)?;
         let mut reader = Reader(&plaintext);
         if reader.take(1)? != [GRANT_FORMAT] {
-            return Err(CryptoError::Malformed("unknown link grant format"));
+            return Err(CryptoError::Link("unknown link grant format"));
         }
         let root_key = RootKey::from_bytes(&to_array(reader.take(32)?));
         let token = reader.take_prefixed()?;
         let username = reader.take_prefixed()?;
         if !reader.0.is_empty() {
-            return Err(CryptoError::Malformed("trailing bytes in a link grant"));
+            return Err(CryptoError::Link("trailing bytes in a link grant"));
         }
         let text = |bytes: &[u8]| {
             String::from_utf8(bytes.to_vec())
-                .map_err(|_| CryptoError::Malformed("a link grant holds invalid text"))
+                .map_err(|_| CryptoError::Link("a link grant holds invalid text"))
         };
         Ok(Self {
             root_key,
@@ -223,7 +223,7 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], CryptoError> {
         if self.0.len() < n {
-            return Err(CryptoError::Malformed("a link grant is cut short"));
+            return Err(CryptoError::Link("a link grant is cut short"));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;

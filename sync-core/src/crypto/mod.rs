@@ -105,6 +105,8 @@ pub enum CryptoError {
     UnknownFormat(u8),
     #[error("malformed key bundle: {0}")]
     Malformed(&'static str),
+    #[error("{0}")]
+    Link(&'static str),
     #[error("{what} is too large ({len}, at most {max})")]
     TooLarge {
         what: &'static str,
