@@ -175,7 +175,7 @@ fn revoke(global: &GlobalArgs, id: &str, password_args: PasswordArgs) -> anyhow:
     device::close(haven)?;
     let name = result.context("revoking the device")?;
     say!(
-        "Revoked {}. The account has new keys and the new password; that device cannot log in or read anything new. Your other devices log in again with the new password.",
+        "Revoked {}. The account has new keys and the new password; that device cannot log in or read anything new. Your other devices keep working; the new password is for their next login.",
         if name.is_empty() {
             "the device"
         } else {
