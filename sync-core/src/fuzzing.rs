@@ -46,7 +46,5 @@ pub fn apply_change_payload(payload: &[u8]) -> bool {
 
 /// Loads a snapshot payload (an Automerge `save()`) into an empty document.
 pub fn load_snapshot_payload(payload: &[u8]) -> bool {
-    automerge::AutoCommit::new()
-        .load_incremental(payload)
-        .is_ok()
+    crate::documents::untrusted::load_snapshot(&mut automerge::AutoCommit::new(), payload).is_ok()
 }

@@ -1133,10 +1133,8 @@ impl Replica {
                 let cached = self
                     .cached_or_create(envelope.doc, *space)
                     .map_err(|error| Skip::Bad(error.to_string()))?;
-                cached
-                    .doc
-                    .load_incremental(&payload)
-                    .map_err(|error| Skip::Bad(format!("snapshot does not load: {error}")))?;
+                crate::documents::untrusted::load_snapshot(&mut cached.doc, &payload)
+                    .map_err(Skip::Bad)?;
                 Ok(Applied::Changed)
             }
             Kind::Change => {
@@ -1390,10 +1388,7 @@ pub(crate) fn unframe_changes(payload: &[u8]) -> Result<Vec<Change>, String> {
         let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(malformed)?;
         let len = u32::from_be_bytes(*len) as usize;
         let body = tail.get(..len).ok_or_else(malformed)?;
-        changes.push(
-            Change::from_bytes(body.to_vec())
-                .map_err(|error| format!("malformed change: {error}"))?,
-        );
+        changes.push(crate::documents::untrusted::parse_change(body)?);
         rest = &tail[len..];
     }
     if !rest.is_empty() {

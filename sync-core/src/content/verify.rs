@@ -38,8 +38,8 @@ pub fn verify_public_envelope(
     pinned: &[VerifyingKey],
 ) -> Result<Change, VerifyError> {
     check_signature(envelope, pinned)?;
-    let change =
-        Change::from_bytes(envelope.body.0.clone()).map_err(|_| VerifyError::MalformedChange)?;
+    let change = crate::documents::untrusted::parse_change(&envelope.body.0)
+        .map_err(|_| VerifyError::MalformedChange)?;
     if change.hash().0 != envelope.id.0 {
         return Err(VerifyError::IdMismatch);
     }

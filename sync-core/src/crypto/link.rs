@@ -64,7 +64,9 @@ impl LinkInvitation {
         let body = code
             .trim()
             .strip_prefix(CODE_PREFIX)
-            .ok_or(CryptoError::Link("this is not a Haven link code (it starts with haven-link-1:)"))?;
+            .ok_or(CryptoError::Link(
+                "this is not a Haven link code (it starts with haven-link-1:)",
+            ))?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| CryptoError::Link("the link code is damaged"))?;

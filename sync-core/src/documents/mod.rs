@@ -33,6 +33,7 @@ mod manifest;
 mod reading_state;
 mod resource_list;
 mod saved_resources;
+pub mod untrusted;
 
 use std::fmt;
 
