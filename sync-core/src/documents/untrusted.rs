@@ -36,8 +36,8 @@ pub fn parse_change(bytes: &[u8]) -> Result<Change, String> {
 
 #[cfg(test)]
 mod tests {
+    use automerge::ROOT;
     use automerge::transaction::Transactable as _;
-    use automerge::{ROOT, ReadDoc as _};
 
     use super::*;
 
