@@ -12,7 +12,7 @@ use super::error::{HavenError, HavenResult};
 use super::records::{self, AccountMeta, CutOff, KEY_SESSION, SessionTokens};
 use super::replica::AccountKeys;
 use crate::crypto::{
-    BundleContents, RecoveryKeys, RecoveryPhrase, RootKey, check_password_strength,
+    BundleContents, PasswordKeys, RecoveryKeys, RecoveryPhrase, RootKey, check_password_strength,
     derive_password_keys, kdf_params_allowed, new_kdf_params,
 };
 use crate::local_store::{Table, WriteBatch};
@@ -50,7 +50,7 @@ impl std::fmt::Debug for PendingRegistration {
 /// Refresh the access token when it has less than this left.
 const REFRESH_MARGIN_MS: i64 = 60_000;
 /// Attempts at a compare-and-swap of the key bundle before giving up.
-const BUNDLE_CAS_ATTEMPTS: usize = 3;
+pub(super) const BUNDLE_CAS_ATTEMPTS: usize = 3;
 
 impl Haven {
     /// Creates an account with this profile as its first device: [`Haven::prepare_registration`]
@@ -173,14 +173,7 @@ impl Haven {
             }
             (replica.device_id(), replica.meta.bundle_min_version)
         };
-        let prelogin = self.remote.prelogin(&username).await?;
-        if !kdf_params_allowed(&prelogin.kdf) {
-            // Strict sign-in: a server may not talk a device into weak parameters.
-            return Err(HavenError::Protocol(
-                "the server offered password parameters below the minimum".into(),
-            ));
-        }
-        let password_keys = derive_password_keys(password, &prelogin.kdf)?;
+        let password_keys = self.password_keys(&username, password).await?;
         let session = self
             .remote
             .create_session(&CreateSessionRequest {
@@ -274,13 +267,7 @@ impl Haven {
     /// until it is wiped, so it can still be exported.
     pub async fn delete_account(&self, password: &str) -> HavenResult<()> {
         let username = self.username().ok_or(HavenError::NotLoggedIn)?;
-        let prelogin = self.remote.prelogin(&username).await?;
-        if !kdf_params_allowed(&prelogin.kdf) {
-            return Err(HavenError::Protocol(
-                "the server offered password parameters below the minimum".into(),
-            ));
-        }
-        let password_keys = derive_password_keys(password, &prelogin.kdf)?;
+        let password_keys = self.password_keys(&username, password).await?;
         let access = self.access_token().await?;
         self.remote
             .delete_account(
@@ -296,6 +283,22 @@ impl Haven {
             })?;
         self.mark_cut_off(CutOff::AccountErased)?;
         Ok(())
+    }
+
+    /// The password keys of `password` for `username`, with the account's KDF salt and
+    /// parameters from prelogin. Strict: a server may not talk a device into weak parameters.
+    pub(super) async fn password_keys(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> HavenResult<PasswordKeys> {
+        let prelogin = self.remote.prelogin(username).await?;
+        if !kdf_params_allowed(&prelogin.kdf) {
+            return Err(HavenError::Protocol(
+                "the server offered password parameters below the minimum".into(),
+            ));
+        }
+        Ok(derive_password_keys(password, &prelogin.kdf)?)
     }
 
     fn tokens(&self) -> HavenResult<Option<SessionTokens>> {

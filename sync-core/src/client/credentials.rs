@@ -13,18 +13,15 @@ use haven_protocol::api::{
 use haven_protocol::{DeviceId, ErrorCode};
 
 use super::Haven;
-use super::account::tokens_of;
+use super::account::{BUNDLE_CAS_ATTEMPTS, tokens_of};
 use super::error::{HavenError, HavenResult};
 use super::records::{self, KEY_SESSION};
 use super::replica::AccountKeys;
 use crate::crypto::{
     BundleContents, CryptoError, PasswordKeys, RecoveryKeys, RecoveryPhrase, RootKey,
-    check_password_strength, derive_password_keys, kdf_params_allowed, new_kdf_params,
+    check_password_strength, derive_password_keys, new_kdf_params,
 };
 use crate::local_store::{Table, WriteBatch};
-
-/// Attempts at a compare-and-swap of the key bundle before giving up.
-const BUNDLE_CAS_ATTEMPTS: usize = 3;
 
 impl Haven {
     /// Changes the account's password: the root key is re-wrapped under the new one (nothing is
@@ -176,7 +173,7 @@ impl Haven {
                 Err(error) if is_bundle_conflict(&error) && attempt < BUNDLE_CAS_ATTEMPTS => {
                     self.refresh_bundle().await?;
                 }
-                Err(error) if server_code(&error) == Some(ErrorCode::NotFound) => {
+                Err(error) if error.server_code() == Some(ErrorCode::NotFound) => {
                     return Err(HavenError::Invalid(
                         "the server knows no such device, or it is revoked already".into(),
                     ));
@@ -278,13 +275,7 @@ impl Haven {
         username: &str,
         password: &str,
     ) -> HavenResult<PasswordKeys> {
-        let prelogin = self.remote.prelogin(username).await?;
-        if !kdf_params_allowed(&prelogin.kdf) {
-            return Err(HavenError::Protocol(
-                "the server offered password parameters below the minimum".into(),
-            ));
-        }
-        let keys = derive_password_keys(password, &prelogin.kdf)?;
+        let keys = self.password_keys(username, password).await?;
         let (sealed, min_version) = {
             let replica = self.replica();
             let account_keys = replica.keys.as_ref().ok_or(HavenError::NotLoggedIn)?;
@@ -298,15 +289,8 @@ impl Haven {
     }
 }
 
-fn server_code(error: &HavenError) -> Option<ErrorCode> {
-    match error {
-        HavenError::Remote(remote) => remote.code(),
-        _ => None,
-    }
-}
-
 fn is_bundle_conflict(error: &HavenError) -> bool {
-    server_code(error) == Some(ErrorCode::VersionConflict)
+    error.server_code() == Some(ErrorCode::VersionConflict)
 }
 
 fn busy() -> HavenError {

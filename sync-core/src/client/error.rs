@@ -64,6 +64,14 @@ pub enum HavenError {
 }
 
 impl HavenError {
+    /// The server's error code, when this is a server's refusal.
+    pub(crate) fn server_code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Remote(remote) => remote.code(),
+            _ => None,
+        }
+    }
+
     /// Maps a server refusal on an authenticated call to what the device must do.
     pub(crate) fn from_auth_failure(error: RemoteError) -> Self {
         match error.code() {

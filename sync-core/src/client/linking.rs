@@ -11,6 +11,7 @@ use haven_protocol::api::{EnrolRequest, LinkPayload};
 use haven_protocol::{Blob, ErrorCode};
 
 use super::Haven;
+use super::account::BUNDLE_CAS_ATTEMPTS;
 use super::error::{HavenError, HavenResult};
 use super::replica::AccountKeys;
 use crate::crypto::{BundleContents, LinkGrant, LinkInvitation};
@@ -19,8 +20,6 @@ use crate::crypto::{BundleContents, LinkGrant, LinkInvitation};
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// A mailbox lives ten minutes on the server; waiting longer is pointless.
 pub const MAX_LINK_WAIT: Duration = Duration::from_secs(600);
-/// Attempts at a compare-and-swap of the key bundle before giving up.
-const BUNDLE_CAS_ATTEMPTS: usize = 3;
 
 impl Haven {
     /// New device, step 1: opens a mailbox on the server and returns the invitation to show
@@ -159,8 +158,8 @@ impl Haven {
                     replica.commit(batch)?;
                     break;
                 }
-                Err(HavenError::Remote(error))
-                    if error.code() == Some(ErrorCode::VersionConflict)
+                Err(error)
+                    if error.server_code() == Some(ErrorCode::VersionConflict)
                         && attempt < BUNDLE_CAS_ATTEMPTS =>
                 {
                     self.refresh_bundle().await?;
@@ -188,13 +187,10 @@ impl Haven {
         let mailbox = &invitation.mailbox;
         self.authed(|access| async move { self.remote.put_link(&access, mailbox, payload).await })
             .await
-            .map_err(|error| match &error {
-                HavenError::Remote(remote) if remote.code() == Some(ErrorCode::NotFound) => {
-                    HavenError::Invalid(
-                        "the link expired or was already used: start again on the new device"
-                            .into(),
-                    )
-                }
+            .map_err(|error| match error.server_code() {
+                Some(ErrorCode::NotFound) => HavenError::Invalid(
+                    "the link expired or was already used: start again on the new device".into(),
+                ),
                 _ => error,
             })
     }
