@@ -929,3 +929,93 @@ fn devices_revoke_password_recover_and_link_from_the_command_line() {
     assert!(names.contains(&"tablet".to_owned()), "{names:?}");
     drop(server);
 }
+
+#[test]
+fn a_local_only_journal_from_the_command_line() {
+    let server = Server::start();
+    let (phone, laptop) = (Device::new(&server.url), Device::new(&server.url));
+
+    // No account: the journal says how to start one that stays on the device.
+    let output = phone.run(&["journal", "add", "--title", "T", "--body", "b"]);
+    assert_one_line_error(&output, "journal local-only on");
+    assert!(
+        phone
+            .ok(&["journal", "local-only"])
+            .contains("no journal yet")
+    );
+    let output = phone.run(&["journal", "local-only", "off"]);
+    assert_one_line_error(&output, "no account to sync with");
+    assert!(
+        phone
+            .ok(&["journal", "local-only", "on"])
+            .contains("nothing of it is sent")
+    );
+    phone.ok(&["journal", "add", "--title", "Mine", "--body", CANARY]);
+    assert!(
+        phone
+            .ok(&["journal", "local-only"])
+            .starts_with("local-only")
+    );
+    let status = phone.json(&["status", "--json"]);
+    assert_eq!(status["state"], "local_only", "{status}");
+    assert_eq!(status["pending"], 0, "{status}");
+
+    // Registering moves the entry into the account; another device reads it after a sync.
+    assert_success(
+        &phone.register("river-bend", false),
+        &["account", "register"],
+    );
+    assert!(phone.ok(&["journal", "local-only"]).starts_with("synced"));
+    phone.ok(&["sync"]);
+    let output = laptop.run_with_password(
+        &[
+            "account",
+            "login",
+            "--username",
+            "river-bend",
+            "--device-name",
+            "laptop",
+        ],
+        PASSWORD,
+    );
+    assert_success(&output, &["account", "login"]);
+    laptop.ok(&["sync"]);
+    assert_eq!(
+        entry_ids(&laptop.json(&["journal", "list", "--json"])).len(),
+        1
+    );
+
+    // Paused on the laptop: its new entry waits there until local-only is turned off.
+    assert!(
+        laptop
+            .ok(&["journal", "local-only", "on"])
+            .contains("paused")
+    );
+    laptop.ok(&[
+        "journal",
+        "add",
+        "--title",
+        "Later",
+        "--body",
+        "written while paused",
+    ]);
+    laptop.ok(&["sync"]);
+    phone.ok(&["sync"]);
+    assert_eq!(
+        entry_ids(&phone.json(&["journal", "list", "--json"])).len(),
+        1
+    );
+    assert!(
+        laptop
+            .ok(&["journal", "local-only", "off"])
+            .contains("syncs again")
+    );
+    laptop.ok(&["sync"]);
+    phone.ok(&["sync"]);
+    assert_eq!(
+        entry_ids(&phone.json(&["journal", "list", "--json"])).len(),
+        2
+    );
+    let data = server.stop();
+    assert_no_canary(data.path());
+}

@@ -34,6 +34,8 @@ const CHALLENGE_WORDS: usize = 3;
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// The same for `wipe`, which must be quick: after it, the files are unlinked even if open.
 const WIPE_WAIT: Duration = Duration::from_secs(1);
+/// The most a wipe waits for the server to end the session when asked to log out first.
+const WIPE_LOGOUT_WAIT: Duration = Duration::from_secs(3);
 
 /// One Haven profile. Thread-safe: share one instance across the app and call it from any
 /// thread; calls that read or write the profile are `suspend` (Kotlin) / `async` (Swift) /
@@ -322,6 +324,25 @@ impl HavenClient {
             Ok(haven.login(&username, &password, &device_name).await?)
         })
         .await
+    }
+
+    /// Keeps the journal on this device only (`true`) or syncs it (`false`). Without an account,
+    /// `true` starts a journal that is never sent anywhere (registering or logging in later moves
+    /// it into the account and uploads it) and `false` fails with `NotLoggedIn`. With an
+    /// account, `true` pauses the journal's syncing on this device (no live connection either)
+    /// and `false` uploads what waited. The status says `LocalOnly` meanwhile.
+    ///
+    /// Errors: `NotLoggedIn`, `Revoked`, `Erased` (turning it off after a cut-off), `Storage`.
+    pub async fn set_local_only(&self, local_only: bool) -> FfiResult<()> {
+        self.blocking("set_local_only", move |haven| {
+            Ok(haven.set_local_only(local_only)?)
+        })
+        .await
+    }
+
+    /// Whether the journal stays on this device (see `set_local_only`). Never blocks long.
+    pub fn is_local_only(&self) -> FfiResult<bool> {
+        guard("is_local_only", || Ok(self.shared.haven()?.is_local_only()))
     }
 
     /// Logs this device out (local data stays; log in again to sync). Works offline.
@@ -919,12 +940,22 @@ impl HavenClient {
     /// at any moment: while a sync runs (it is aborted), after `shutdown`, or twice (the second
     /// reports zeros).
     ///
+    /// `log_out_first`: end this device's session on the server before wiping, waiting at most
+    /// 3 s (best effort: offline or refused, the wipe goes on).
+    ///
     /// Errors: `Storage` when a step failed (the others were still done): call it again.
-    pub async fn wipe(&self) -> FfiResult<WipeReport> {
+    #[uniffi::method(default(log_out_first = false))]
+    pub async fn wipe(&self, log_out_first: bool) -> FfiResult<WipeReport> {
         let shared = Arc::clone(&self.shared);
         runtime::spawn("wipe", None, async move {
             // Already closed: the files are still there to wipe.
             let haven = shared.retire(WIPE_WAIT).await.unwrap_or(None);
+            if log_out_first
+                && let Some(haven) = &haven
+                && haven.username().is_some()
+            {
+                let _ = tokio::time::timeout(WIPE_LOGOUT_WAIT, haven.logout()).await;
+            }
             let dir = shared.data_dir.clone();
             let key_store = Arc::clone(&shared.key_store);
             runtime::spawn_blocking("wipe", None, move || {

@@ -392,6 +392,9 @@ pub enum SyncState {
     Revoked,
     /// The account was erased; this device keeps its data and stops syncing.
     Erased,
+    /// The journal stays on this device (no account yet, or switched to local-only): only
+    /// public content syncs.
+    LocalOnly,
 }
 
 /// The honest status a UI shows: never "synced" while anything is pending.
@@ -419,6 +422,7 @@ impl From<CoreSyncStatus> for SyncStatus {
                 CoreSyncState::Error => SyncState::Error,
                 CoreSyncState::Revoked => SyncState::Revoked,
                 CoreSyncState::Erased => SyncState::Erased,
+                CoreSyncState::LocalOnly => SyncState::LocalOnly,
             },
             pending: s.pending as u64,
             last_confirmed_seq: s.last_confirmed_seq,

@@ -114,6 +114,14 @@ pub(crate) enum JournalCommand {
         #[command(flatten)]
         output: JsonArgs,
     },
+    /// Keep the journal on this device only (`on`), or sync it (`off`); with neither, say which.
+    /// Without an account, `on` starts a journal that is never sent anywhere (registering or
+    /// logging in later moves it into the account and uploads it). With an account, `on` pauses
+    /// the journal's syncing on this device and `off` uploads what waited.
+    LocalOnly {
+        #[arg(value_name = "on|off", value_parser = ["on", "off"])]
+        mode: Option<String>,
+    },
     /// Export the journal as plain files, decrypted: markdown (one file per entry), json (one
     /// file) or automerge (one `<id>.automerge` per entry, loadable by any Automerge 2/3).
     Export {
@@ -176,7 +184,15 @@ fn run_on(haven: &Haven, command: JournalCommand) -> anyhow::Result<()> {
         JournalCommand::Add { title, body } => {
             let body = body.read()?;
             let body = body.as_deref().map_or("", String::as_str);
-            let id = haven.journal_create(&title, body)?;
+            let id = haven
+                .journal_create(&title, body)
+                .map_err(|error| match error {
+                    HavenError::NotLoggedIn => anyhow::anyhow!(
+                        "no account on this profile: register or log in, or keep the journal on \
+                     this device only with `haven journal local-only on`"
+                    ),
+                    other => other.into(),
+                })?;
             say!("{}", id.to_hex());
             Ok(())
         }
@@ -198,6 +214,7 @@ fn run_on(haven: &Haven, command: JournalCommand) -> anyhow::Result<()> {
             Ok(())
         }
         JournalCommand::History { id, output } => history(haven, &id, output),
+        JournalCommand::LocalOnly { mode } => local_only(haven, mode.as_deref()),
         JournalCommand::Export { format, out } => export(haven, &format, &out),
     }
 }
@@ -387,5 +404,46 @@ fn export(haven: &Haven, format: &str, out: &Path) -> anyhow::Result<()> {
         out.display(),
         report.files.len()
     );
+    Ok(())
+}
+
+fn local_only(haven: &Haven, mode: Option<&str>) -> anyhow::Result<()> {
+    let account = haven.username().is_some();
+    match mode {
+        None => say!(
+            "{}",
+            if haven.is_local_only() {
+                "local-only: the journal stays on this device"
+            } else if account {
+                "synced: the journal syncs with the account"
+            } else {
+                "no journal yet: register, log in, or `haven journal local-only on`"
+            }
+        ),
+        Some("on") => {
+            haven.set_local_only(true)?;
+            if account {
+                say!(
+                    "The journal stays on this device: syncing it is paused here and edits wait \
+                     on this device. `haven journal local-only off` uploads them."
+                );
+            } else {
+                say!(
+                    "The journal stays on this device: nothing of it is sent anywhere. \
+                     Registering or logging in later moves it into the account and syncs it."
+                );
+            }
+        }
+        Some(_) => {
+            haven.set_local_only(false).map_err(|error| match error {
+                HavenError::NotLoggedIn => anyhow::anyhow!(
+                    "there is no account to sync with: `haven account register` or \
+                         `haven account login` moves this journal into one"
+                ),
+                other => other.into(),
+            })?;
+            say!("The journal syncs again: `haven sync` uploads what waited.");
+        }
+    }
     Ok(())
 }

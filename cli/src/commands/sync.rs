@@ -63,7 +63,7 @@ struct ReportJson {
 struct StatusJson {
     /// The account's username, or null without an account.
     account: Option<String>,
-    /// `logged_out`, `synced`, `pending`, `error`, `revoked` or `erased`.
+    /// `logged_out`, `local_only`, `synced`, `pending`, `error`, `revoked` or `erased`.
     state: &'static str,
     /// Envelopes waiting in the outbox.
     pending: usize,
@@ -84,6 +84,7 @@ fn state_name(state: SyncState) -> &'static str {
         SyncState::Error => "error",
         SyncState::Revoked => "revoked",
         SyncState::Erased => "erased",
+        SyncState::LocalOnly => "local_only",
     }
 }
 

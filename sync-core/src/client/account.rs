@@ -238,6 +238,7 @@ impl Haven {
         });
         replica.stage_account_keys(keys, &mut batch)?;
         replica.stage_singletons(&mut batch)?;
+        replica.stage_adopt_local_journal(&mut batch)?;
         replica.stage_meta(&mut batch)?;
         replica.commit(batch)?;
         drop(replica);

@@ -37,7 +37,11 @@ impl Haven {
             {
                 return round.map(|_| ());
             }
-            let space = self.space().unwrap_or(SpaceId::Public);
+            // Local-only: no connection that would tell the server this device is around.
+            let space = match self.space() {
+                Some(space) if !self.is_local_only() => space,
+                _ => SpaceId::Public,
+            };
             let feed = if space.is_public() {
                 self.remote
                     .live(None, &space)
@@ -47,13 +51,23 @@ impl Haven {
                 self.authed(|access| async move { self.remote.live(Some(&access), &space).await })
                     .await
             };
+            let mut switched = false;
             match feed {
                 Ok(mut feed) => {
                     backoff = FIRST_BACKOFF;
                     loop {
                         tokio::select! {
                             () = &mut stop => return Ok(()),
-                            () = self.local_change.notified(), if !space.is_public() => {
+                            () = self.local_change.notified() => {
+                                // Local-only switched on or off: reconnect to the right feed.
+                                let wanted_public = self.space().is_none() || self.is_local_only();
+                                if wanted_public != space.is_public() {
+                                    switched = true;
+                                    break;
+                                }
+                                if space.is_public() {
+                                    continue;
+                                }
                                 let round = self.sync_private_round().await;
                                 on_sync(&round);
                                 if let Err(error) = &round && is_final(error) {
@@ -85,6 +99,9 @@ impl Haven {
                 }
                 Err(error) if is_final(&error) => return Err(error),
                 Err(_) => {}
+            }
+            if switched {
+                continue;
             }
             let jitter_ms = u64::from(u16::from_be_bytes(random_array::<2>(
                 self.replica().random.as_ref(),

@@ -13,6 +13,7 @@ mod error;
 pub mod export;
 mod linking;
 mod live;
+mod local_only;
 mod records;
 mod replica;
 mod sync;

@@ -15,6 +15,8 @@ pub(crate) const KEY_DEVICE: &[u8] = b"device";
 pub(crate) const KEY_ROOT: &[u8] = b"root";
 pub(crate) const KEY_BUNDLE: &[u8] = b"bundle";
 pub(crate) const KEY_SESSION: &[u8] = b"session";
+/// The local-only journal's singleton key (a profile with a journal and no account).
+pub(crate) const KEY_LOCAL_JOURNAL: &[u8] = b"local-journal";
 /// Key of the `Counters` table for the outbox's own order.
 pub(crate) const COUNTER_OUTBOX: &[u8] = b"outbox";
 /// Prefix of the `Counters` keys holding the counters applied per (space, device).
@@ -35,6 +37,21 @@ pub(crate) struct ProfileMeta {
     pub manifest_version: u64,
     /// Set once the bundled public content was loaded into this profile.
     pub bundled_content_loaded: bool,
+    /// A journal kept on this device with no account: where its documents live. Registering or
+    /// logging in moves it into the account.
+    #[serde(default)]
+    pub local_journal: Option<LocalJournalMeta>,
+    /// With an account: the journal stays on this device for now (nothing is pushed or pulled;
+    /// edits wait in the outbox until this is turned off).
+    #[serde(default)]
+    pub local_only: bool,
+}
+
+/// The local-only journal of a profile without an account.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct LocalJournalMeta {
+    /// A random space id that never leaves the device.
+    pub space: SpaceId,
 }
 
 /// The account this profile is logged in to.

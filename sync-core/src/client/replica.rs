@@ -16,9 +16,9 @@ use haven_protocol::{DeviceId, DocId, Envelope, EnvelopeId, Kind, SequencedEnvel
 use super::counters::{Admission, SeenCounters};
 use super::error::{HavenError, HavenResult};
 use super::records::{
-    self, COUNTER_OUTBOX, CursorRecord, DocRecord, KEY_BUNDLE, KEY_DEVICE, KEY_ROOT, META_PROFILE,
-    OutboxRecord, PROFILE_FORMAT, ProfileMeta, SEEN_COUNTERS_PREFIX, SeenRecord, SummaryRecord,
-    doc_key, space_key,
+    self, COUNTER_OUTBOX, CursorRecord, DocRecord, KEY_BUNDLE, KEY_DEVICE, KEY_LOCAL_JOURNAL,
+    KEY_ROOT, LocalJournalMeta, META_PROFILE, OutboxRecord, PROFILE_FORMAT, ProfileMeta,
+    SEEN_COUNTERS_PREFIX, SeenRecord, SummaryRecord, doc_key, space_key,
 };
 use crate::content::{ManifestGuard, verify_public_envelope};
 use crate::crypto::{
@@ -89,6 +89,8 @@ pub(crate) struct Replica {
     pub device: DeviceKeys,
     pub meta: ProfileMeta,
     pub keys: Option<AccountKeys>,
+    /// The singleton key of the local-only journal, when the profile has one (no account).
+    local_journal_key: Option<zeroize::Zeroizing<[u8; 32]>>,
     pub summaries: BTreeMap<DocId, SummaryRecord>,
     pub pins: Vec<VerifyingKey>,
     pub clock: Arc<dyn Clock>,
@@ -145,6 +147,8 @@ impl Replica {
                         bundle_min_version: 0,
                         manifest_version: 0,
                         bundled_content_loaded: false,
+                        local_journal: None,
+                        local_only: false,
                     };
                     let mut batch = WriteBatch::new();
                     batch.put(Table::Keys, KEY_DEVICE, device.to_secret_bytes().as_slice());
@@ -160,6 +164,18 @@ impl Replica {
             )));
         }
         let keys = Self::load_account_keys(&store, &device, &meta)?;
+        let local_journal_key = match meta.local_journal {
+            None => None,
+            Some(_) => {
+                let bytes = store.get(Table::Keys, KEY_LOCAL_JOURNAL)?.ok_or_else(|| {
+                    HavenError::Protocol("the local journal's key is missing".into())
+                })?;
+                let key = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    HavenError::Protocol("the local journal's key is malformed".into())
+                })?;
+                Some(zeroize::Zeroizing::new(key))
+            }
+        };
         let mut summaries = BTreeMap::new();
         let scan = store.scan(Table::Summaries)?;
         for (key, value) in scan.entries {
@@ -180,6 +196,7 @@ impl Replica {
             device,
             meta,
             keys,
+            local_journal_key,
             summaries,
             pins,
             clock,
@@ -232,6 +249,135 @@ impl Replica {
 
     fn require_keys(&self) -> HavenResult<&AccountKeys> {
         self.keys.as_ref().ok_or(HavenError::NotLoggedIn)
+    }
+
+    /// The space the journal lives in: the account's, or the local-only journal's.
+    pub(crate) fn journal_space(&self) -> Option<SpaceId> {
+        self.private_space()
+            .or_else(|| self.meta.local_journal.map(|local| local.space))
+    }
+
+    /// Whether documents of `space` stay on this device (no envelopes are made for them).
+    fn is_local_space(&self, space: &SpaceId) -> bool {
+        self.meta
+            .local_journal
+            .is_some_and(|local| local.space == *space)
+    }
+
+    /// The key singleton ids derive from: the account's, or the local-only journal's.
+    fn singleton_key(&self) -> HavenResult<&[u8; 32]> {
+        match (&self.keys, &self.local_journal_key) {
+            (Some(keys), _) => Ok(keys.bundle.constants().singleton_key()),
+            (None, Some(local)) => Ok(local),
+            (None, None) => Err(HavenError::NotLoggedIn),
+        }
+    }
+
+    /// Whether the journal stays on this device: a journal without an account, or an account
+    /// switched to local-only.
+    pub(crate) fn is_local_only(&self) -> bool {
+        match &self.meta.account {
+            Some(_) => self.meta.local_only,
+            None => self.meta.local_journal.is_some(),
+        }
+    }
+
+    /// Starts a journal on a profile with no account: a random space id and singleton key that
+    /// never leave the device; edits make no envelopes. Does nothing if there is one already.
+    pub(crate) fn start_local_journal(&mut self) -> HavenResult<()> {
+        if self.meta.account.is_some() {
+            return Err(HavenError::AlreadyLoggedIn);
+        }
+        if self.meta.local_journal.is_some() {
+            return Ok(());
+        }
+        let key = zeroize::Zeroizing::new(random_array::<32>(self.random.as_ref()));
+        let space = SpaceId::Private(haven_protocol::HexId(random_array::<16>(
+            self.random.as_ref(),
+        )));
+        let mut batch = WriteBatch::new();
+        batch.put(Table::Keys, KEY_LOCAL_JOURNAL, key.as_slice());
+        self.meta.local_journal = Some(LocalJournalMeta { space });
+        self.local_journal_key = Some(key);
+        self.stage_singletons(&mut batch)?;
+        self.stage_meta(&mut batch)?;
+        let committed = self.commit(batch);
+        if committed.is_err() {
+            self.meta.local_journal = None;
+            self.local_journal_key = None;
+        }
+        committed
+    }
+
+    /// Moves the local-only journal into the account just staged (register or login, in the
+    /// same batch): each entry is re-homed into the account's space with all its changes queued
+    /// (everything uploads on the next round), and each local singleton (journal index, saved
+    /// resources, reading state) is merged into the account's — they share the frozen genesis
+    /// change, so Automerge merges them like two devices' copies — and then forgotten. Returns
+    /// the number of entries moved.
+    pub(crate) fn stage_adopt_local_journal(
+        &mut self,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<usize> {
+        let (Some(local), Some(space)) = (self.meta.local_journal, self.private_space()) else {
+            return Ok(0);
+        };
+        let Some(local_key) = self.local_journal_key.clone() else {
+            return Err(HavenError::Protocol(
+                "the local journal's key is missing".into(),
+            ));
+        };
+        let mut forgotten = HashSet::new();
+        for kind in SINGLETONS {
+            let local_id = singleton_doc_id(&local_key, kind);
+            let account_id = self.singleton_id(kind)?;
+            forgotten.insert(local_id);
+            let Some(mut source) = self.cached(&local_id)?.map(|cached| cached.doc.clone()) else {
+                continue;
+            };
+            if self.cached(&account_id)?.is_none() {
+                self.create_cached(account_id, space, Some(kind))?;
+            }
+            let target = self
+                .docs
+                .get_mut(&account_id)
+                .ok_or_else(|| HavenError::Protocol("a singleton vanished".into()))?;
+            let before = target.doc.get_heads();
+            target.doc.merge(&mut source).map_err(|error| {
+                HavenError::Protocol(format!("merging the local journal: {error}"))
+            })?;
+            let changes = target.doc.get_changes(&before);
+            if !changes.is_empty() {
+                self.stage_outbox_changes(&space, &account_id, &changes, batch)?;
+            }
+            self.stage_doc(&account_id, batch)?;
+            self.stage_forget(&local_id, batch);
+        }
+        let mut moved = 0;
+        for (key, value) in self.store.scan(Table::Documents)?.entries {
+            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let doc = DocId::from(doc);
+            let record: DocRecord = records::decode(&value, "document")?;
+            if record.space != local.space || forgotten.contains(&doc) {
+                continue;
+            }
+            let Some(cached) = self.cached(&doc)? else {
+                continue;
+            };
+            cached.space = space;
+            // The record names its space: rewrite it whole.
+            cached.pending_changes = usize::MAX;
+            let changes = cached.doc.get_changes(&[]);
+            self.stage_outbox_changes(&space, &doc, &changes, batch)?;
+            self.stage_doc(&doc, batch)?;
+            moved += 1;
+        }
+        batch.delete(Table::Keys, KEY_LOCAL_JOURNAL);
+        self.meta.local_journal = None;
+        self.local_journal_key = None;
+        Ok(moved)
     }
 
     /// Stores new account keys (after registration, login, or a bundle update) in a batch.
@@ -532,8 +678,8 @@ impl Replica {
         T: Document,
         F: FnOnce(&mut DocHandle<T>, i64) -> Result<(), crate::documents::DocumentError>,
     {
-        let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
-        self.require_keys()?;
+        let space = self.journal_space().ok_or(HavenError::NotLoggedIn)?;
+        self.singleton_key()?;
         let now = self.now_ms();
         if self.cached(&id)?.is_none() {
             match create_as {
@@ -603,7 +749,7 @@ impl Replica {
         kind: DocType,
         batch: &mut WriteBatch,
     ) -> HavenResult<()> {
-        let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
+        let space = self.journal_space().ok_or(HavenError::NotLoggedIn)?;
         let changes = doc.get_changes(&[]);
         self.docs.insert(
             id,
@@ -629,6 +775,9 @@ impl Replica {
         changes: &[Change],
         batch: &mut WriteBatch,
     ) -> HavenResult<()> {
+        if self.is_local_space(space) {
+            return Ok(());
+        }
         let hashes: Vec<[u8; 32]> = changes.iter().map(|change| change.hash().0).collect();
         let payload = frame_changes(changes.iter().map(Change::raw_bytes));
         self.stage_sealed(
@@ -714,17 +863,12 @@ impl Replica {
     /// Makes sure the account's singletons exist here (from their genesis change), so changes
     /// from other devices have their dependency.
     pub(crate) fn stage_singletons(&mut self, batch: &mut WriteBatch) -> HavenResult<()> {
-        let (Some(space), Some(keys)) = (self.private_space(), self.keys.as_ref()) else {
+        let (Some(space), Ok(key)) = (self.journal_space(), self.singleton_key()) else {
             return Ok(());
         };
         let ids: Vec<(DocId, DocType)> = SINGLETONS
             .iter()
-            .map(|kind| {
-                (
-                    singleton_doc_id(keys.bundle.constants().singleton_key(), *kind),
-                    *kind,
-                )
-            })
+            .map(|kind| (singleton_doc_id(key, *kind), *kind))
             .collect();
         for (id, kind) in ids {
             if self.cached(&id)?.is_none() {
@@ -736,10 +880,7 @@ impl Replica {
     }
 
     pub(crate) fn singleton_id(&self, kind: DocType) -> HavenResult<DocId> {
-        Ok(singleton_doc_id(
-            self.require_keys()?.bundle.constants().singleton_key(),
-            kind,
-        ))
+        Ok(singleton_doc_id(self.singleton_key()?, kind))
     }
 
     /// A fresh random document id.
@@ -751,7 +892,7 @@ impl Replica {
     /// applies it), a sealed tombstone tells the server to drop the entry's envelopes, and the
     /// entry goes from this device.
     pub(crate) fn delete_entry(&mut self, id: DocId) -> HavenResult<()> {
-        let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
+        let space = self.journal_space().ok_or(HavenError::NotLoggedIn)?;
         if !matches!(self.summaries.get(&id), Some(SummaryRecord::Journal { .. }))
             && self.cached(&id)?.is_none()
         {
@@ -771,15 +912,17 @@ impl Replica {
             },
             &mut batch,
         )?;
-        self.stage_sealed(
-            &space,
-            &id,
-            Kind::Tombstone,
-            b"tombstone",
-            b"tombstone",
-            None,
-            &mut batch,
-        )?;
+        if !self.is_local_space(&space) {
+            self.stage_sealed(
+                &space,
+                &id,
+                Kind::Tombstone,
+                b"tombstone",
+                b"tombstone",
+                None,
+                &mut batch,
+            )?;
+        }
         self.stage_forget(&id, &mut batch);
         self.commit(batch)?;
         Ok(())

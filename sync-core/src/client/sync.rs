@@ -24,6 +24,9 @@ const MAX_PAGES: usize = 100_000;
 pub enum SyncState {
     /// No account: public content only.
     LoggedOut,
+    /// The journal stays on this device (no account yet, or switched to local-only): only
+    /// public content syncs.
+    LocalOnly,
     /// Everything local is on the server and the last pull was caught up.
     Synced,
     /// Local changes wait for the server.
@@ -54,13 +57,16 @@ pub struct SyncStatus {
 impl SyncStatus {
     pub(crate) fn initial(replica: &mut Replica) -> HavenResult<Self> {
         let pending = replica.outbox_len()?;
+        let local_only = replica.is_local_only();
         let (state, cursor) = match replica.meta.account.clone() {
+            None if local_only => (SyncState::LocalOnly, CursorRecord::default()),
             None => (SyncState::LoggedOut, CursorRecord::default()),
             Some(account) => {
                 let cursor = replica.cursor(&account.space)?;
                 let state = match account.cut_off {
                     Some(CutOff::DeviceRevoked) => SyncState::Revoked,
                     Some(CutOff::AccountErased) => SyncState::Erased,
+                    None if local_only => SyncState::LocalOnly,
                     None if pending > 0 => SyncState::Pending,
                     // Not known to be synced until a round says so.
                     None => SyncState::Pending,
@@ -120,8 +126,11 @@ impl Haven {
 
     async fn sync_round(&self, with_public: bool) -> HavenResult<SyncReport> {
         let mut report = SyncReport::default();
-        let logged_in = self.replica().meta.account.is_some();
-        if with_public || !logged_in {
+        let (logged_in, local_only) = {
+            let replica = self.replica();
+            (replica.meta.account.is_some(), replica.is_local_only())
+        };
+        if with_public || !logged_in || local_only {
             self.pull_space(&SpaceId::Public, &mut report).await?;
         }
         let account = self.replica().meta.account.clone();
@@ -132,6 +141,9 @@ impl Haven {
             Some(CutOff::DeviceRevoked) => return Err(HavenError::DeviceRevoked),
             Some(CutOff::AccountErased) => return Err(HavenError::AccountErased),
             None => {}
+        }
+        if local_only {
+            return Ok(report);
         }
         let space = account.space;
         self.push_outbox(&space, &mut report).await?;
@@ -173,6 +185,7 @@ impl Haven {
             .unwrap_or_default();
         let cut_off = replica.meta.account.as_ref().map(|account| account.cut_off);
         let logged_out = replica.meta.account.is_none();
+        let local_only = replica.is_local_only();
         let now = replica.now_ms();
         drop(replica);
         let mut status = self
@@ -185,6 +198,7 @@ impl Haven {
         status.state = match (cut_off, result) {
             (Some(Some(CutOff::DeviceRevoked)), _) => SyncState::Revoked,
             (Some(Some(CutOff::AccountErased)), _) => SyncState::Erased,
+            _ if local_only => SyncState::LocalOnly,
             _ if logged_out => SyncState::LoggedOut,
             (_, Err(_)) => SyncState::Error,
             _ if pending > 0 || cursor.seq < cursor.head => SyncState::Pending,
