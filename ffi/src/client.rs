@@ -20,10 +20,10 @@ use crate::callbacks::{ChangeListener, ForeignKeyStore, KeyStore, notify};
 use crate::error::{FfiResult, HavenFfiError};
 use crate::log::{LogLevel, log};
 use crate::records::{
-    Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, Device, DeviceInfo, EntryChange,
-    EntrySummary, ExportFormat, ExportReport, JournalEntry, LinkOffer, ReadingProgress,
-    ReadingState, Registration, ResourceList, SavedResources, SyncReport, SyncStatus, WipeReport,
-    parse_id,
+    Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, Device, DeviceInfo, DeviceJoined,
+    EntryChange, EntrySummary, ExportFormat, ExportReport, JournalEntry, LinkOffer,
+    ReadingProgress, ReadingState, Registration, ResourceList, SavedResources, SyncReport,
+    SyncStatus, WipeReport, parse_id,
 };
 use crate::runtime::{self, guard, lock};
 use crate::text;
@@ -121,7 +121,9 @@ impl Shared {
             return;
         };
         if let Ok(report) = round
-            && (!report.changed.is_empty() || !report.deleted.is_empty())
+            && (!report.changed.is_empty()
+                || !report.deleted.is_empty()
+                || !report.devices_joined.is_empty())
         {
             let entries: HashSet<_> = haven
                 .journal_list()
@@ -135,6 +137,12 @@ impl Shared {
                 deleted: report.deleted.iter().map(|id| id.to_hex()).collect(),
                 journal_changed,
                 live,
+                devices_joined: report
+                    .devices_joined
+                    .iter()
+                    .cloned()
+                    .map(Into::into)
+                    .collect(),
             };
             notify("on_change", || listener.on_change(changes));
         }
@@ -351,6 +359,27 @@ impl HavenClient {
         let haven = self.shared.haven()?;
         runtime::spawn("logout", Some(&self.shared.inflight), async move {
             Ok(haven.logout().await?)
+        })
+        .await
+    }
+
+    /// Devices that joined the account since the alerts were last dismissed, oldest first. Each
+    /// full sync round (`sync_once`, the start of live sync) checks the account's key bundle.
+    pub async fn device_alerts(&self) -> FfiResult<Vec<DeviceJoined>> {
+        self.blocking("device_alerts", |haven| {
+            Ok(haven
+                .device_alerts()?
+                .into_iter()
+                .map(DeviceJoined::from)
+                .collect())
+        })
+        .await
+    }
+
+    /// Forgets the device alerts (the person has seen them).
+    pub async fn dismiss_device_alerts(&self) -> FfiResult<()> {
+        self.blocking("dismiss_device_alerts", |haven| {
+            Ok(haven.dismiss_device_alerts()?)
         })
         .await
     }

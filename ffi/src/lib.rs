@@ -41,10 +41,10 @@ pub use client::HavenClient;
 pub use error::HavenFfiError;
 pub use log::{LogLevel, Logger, set_logger};
 pub use records::{
-    Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, DeviceInfo, EntryChange,
-    EntrySummary, ExportFormat, ExportReport, JournalEntry, ReadingProgress, ReadingState,
-    Registration, Resource, ResourceList, SavedResource, SavedResources, SyncReport, SyncState,
-    SyncStatus, TrustedContact, WipeReport,
+    Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, DeviceInfo, DeviceJoined,
+    EntryChange, EntrySummary, ExportFormat, ExportReport, JournalEntry, ReadingProgress,
+    ReadingState, Registration, Resource, ResourceList, SavedResource, SavedResources, SyncReport,
+    SyncState, SyncStatus, TrustedContact, WipeReport,
 };
 
 /// This library's version (`major.minor.patch`).

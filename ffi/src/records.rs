@@ -449,6 +449,9 @@ pub struct SyncReport {
     pub snapshots: u64,
     /// The server had lost data (a restore) and this device uploaded what it holds again.
     pub healed: bool,
+    /// Devices that joined the account since this one last looked (also in `device_alerts()`
+    /// until dismissed): show them; if one is not the person's, offer to revoke it.
+    pub devices_joined: Vec<DeviceJoined>,
 }
 
 impl From<&CoreSyncReport> for SyncReport {
@@ -462,6 +465,7 @@ impl From<&CoreSyncReport> for SyncReport {
             refused: r.refused.clone(),
             snapshots: r.snapshots as u64,
             healed: r.healed,
+            devices_joined: r.devices_joined.iter().cloned().map(Into::into).collect(),
         }
     }
 }
@@ -477,6 +481,30 @@ pub struct ChangeSet {
     pub journal_changed: bool,
     /// The round ran as part of live sync (otherwise: a `sync_once`).
     pub live: bool,
+    /// Devices that joined the account since this one last looked (see `device_alerts()`).
+    pub devices_joined: Vec<DeviceJoined>,
+}
+
+/// A device that joined the account after this one. Whoever added it had the password or
+/// another device to approve a link; if it is not the person's, they revoke it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DeviceJoined {
+    /// Hex.
+    pub device_id: String,
+    /// The name it was given (from the verified key bundle).
+    pub name: String,
+    /// When it was added, Unix ms, by the adding device's clock.
+    pub added_at_ms: i64,
+}
+
+impl From<haven_core::client::DeviceJoined> for DeviceJoined {
+    fn from(d: haven_core::client::DeviceJoined) -> Self {
+        Self {
+            device_id: d.device_id.to_hex(),
+            name: d.name,
+            added_at_ms: d.added_at_ms,
+        }
+    }
 }
 
 /// What `register` returns.

@@ -80,6 +80,8 @@ struct DeviceJson {
     revoked: bool,
     current: bool,
     in_bundle: bool,
+    /// It joined after this device last looked (the alert is dismissed by this listing).
+    new: bool,
 }
 
 fn devices(global: &GlobalArgs, haven: &haven_core::Haven) -> anyhow::Result<Vec<DeviceSummary>> {
@@ -91,8 +93,17 @@ fn devices(global: &GlobalArgs, haven: &haven_core::Haven) -> anyhow::Result<Vec
 fn list(global: &GlobalArgs, output: JsonArgs) -> anyhow::Result<()> {
     let haven = device::open_online(global)?;
     let listed = devices(global, &haven);
+    // Listing shows every device, so the alerts about new ones have been seen.
+    let alerted = match &listed {
+        Ok(_) => haven.device_alerts().and_then(|alerts| {
+            haven.dismiss_device_alerts()?;
+            Ok(alerts)
+        }),
+        Err(_) => Ok(Vec::new()),
+    };
     device::close(haven)?;
     let listed = listed.context("listing devices")?;
+    let alerted = alerted.context("reading the device alerts")?;
     if output.json {
         let json: Vec<DeviceJson> = listed
             .iter()
@@ -104,6 +115,9 @@ fn list(global: &GlobalArgs, output: JsonArgs) -> anyhow::Result<()> {
                 revoked: device.revoked,
                 current: device.current,
                 in_bundle: device.in_bundle,
+                new: alerted
+                    .iter()
+                    .any(|alert| alert.device_id == device.device_id),
             })
             .collect();
         return output::print_json(&json);
@@ -119,6 +133,12 @@ fn list(global: &GlobalArgs, output: JsonArgs) -> anyhow::Result<()> {
         }
         if !device.in_bundle {
             notes.push("holds no keys");
+        }
+        if alerted
+            .iter()
+            .any(|alert| alert.device_id == device.device_id)
+        {
+            notes.push("new since you last looked");
         }
         let name = if device.name.is_empty() {
             "(no name)"

@@ -55,7 +55,18 @@ struct ReportJson {
     snapshots: usize,
     /// Whether the server had lost envelopes and this device uploaded them again.
     healed: bool,
+    /// Devices that joined the account since this one last looked.
+    devices_joined: Vec<JoinedJson>,
     status: StatusJson,
+}
+
+/// A device that joined the account.
+#[derive(Debug, Serialize)]
+struct JoinedJson {
+    id: String,
+    name: String,
+    /// Unix ms, by the adding device's clock.
+    added_at: i64,
 }
 
 /// `haven status --json`.
@@ -110,6 +121,15 @@ fn report_json(haven: &Haven, report: &SyncReport) -> ReportJson {
         refused: report.refused.clone(),
         snapshots: report.snapshots,
         healed: report.healed,
+        devices_joined: report
+            .devices_joined
+            .iter()
+            .map(|joined| JoinedJson {
+                id: joined.device_id.to_hex(),
+                name: joined.name.clone(),
+                added_at: joined.added_at_ms,
+            })
+            .collect(),
         status: status_json(haven, &haven.status()),
     }
 }
@@ -129,9 +149,22 @@ fn report_line(report: &SyncReport) -> String {
     )
 }
 
-/// The reasons behind `skipped` and `refused`, one `haven: ` line each on stderr (they name
-/// documents and error codes, never content).
+/// The reasons behind `skipped` and `refused`, and devices that joined, one `haven: ` line each
+/// on stderr (they name documents, devices and error codes, never content).
 fn print_problems(report: &SyncReport) {
+    for joined in &report.devices_joined {
+        let id = joined.device_id.to_hex();
+        eprintln!(
+            "haven: a new device joined your account: {} ({}). If it is not yours: `haven devices revoke {}`",
+            if joined.name.is_empty() {
+                "(no name)"
+            } else {
+                &joined.name
+            },
+            output::short(&id),
+            output::short(&id)
+        );
+    }
     for why in &report.skipped {
         eprintln!("haven: skipped: {why}");
     }

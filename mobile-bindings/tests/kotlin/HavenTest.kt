@@ -393,6 +393,42 @@ fun runTests() {
         checkEq(2, tablet.journalList().size)
     }
 
+    test("local-only journal, device alerts, a wipe that logs out") {
+        val username = unique("kt-local")
+        val a = open("local-a")
+        assertThrows<HavenFfiException.NotLoggedIn> { a.journalCreate("t", "b") }
+        a.setLocalOnly(true)
+        check(a.isLocalOnly())
+        val kept = a.journalCreate("kept", "written with no account")
+        checkEq(SyncState.LOCAL_ONLY, a.status().state)
+        checkEq(0uL, a.status().pending)
+        a.register(username, PASSWORD, "phone")
+        check(!a.isLocalOnly())
+        a.syncOnce(30_000uL)
+        val b = open("local-b")
+        b.login(username, PASSWORD, "tablet")
+        b.syncOnce(30_000uL)
+        checkEq("written with no account", b.journalGet(kept).body)
+
+        checkEq(listOf("tablet"), a.syncOnce(30_000uL).devicesJoined.map { it.name })
+        checkEq(listOf("tablet"), a.deviceAlerts().map { it.name })
+        a.dismissDeviceAlerts()
+        checkEq(0, a.deviceAlerts().size)
+
+        b.setLocalOnly(true)
+        val paused = b.journalCreate("paused", "only on B for now")
+        b.syncOnce(30_000uL)
+        a.syncOnce(30_000uL)
+        assertThrows<HavenFfiException.NotFound> { a.journalGet(paused) }
+        b.setLocalOnly(false)
+        b.syncOnce(30_000uL)
+        a.syncOnce(30_000uL)
+        checkEq("paused", a.journalGet(paused).title)
+
+        val report = b.wipe(logOutFirst = true)
+        check(report.keystoreKeyDeleted && report.dirRemoved) { "$report" }
+    }
+
     test("a wrong password and bad ids are typed errors") {
         val username = unique("kt-auth")
         val a = open("auth-a")

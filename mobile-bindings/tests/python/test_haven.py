@@ -532,6 +532,50 @@ class HavenTest(unittest.TestCase):
         finally:
             silent.close()
 
+    def test_local_only_journal_device_alerts_and_a_wipe_that_logs_out(self):
+        username = unique("py-local")
+        a = self.open("local-a")
+        with self.assertRaises(hf.HavenFfiError.NotLoggedIn):
+            run(a.journal_create("t", "b"))
+        run(a.set_local_only(True))
+        self.assertTrue(a.is_local_only())
+        kept = run(a.journal_create("kept", "written with no account"))
+        self.assertEqual(a.status().state, hf.SyncState.LOCAL_ONLY)
+        self.assertEqual(a.status().pending, 0)
+        # Registering moves the journal into the account.
+        run(a.register(username, PASSWORD, "phone"))
+        self.assertFalse(a.is_local_only())
+        run(a.sync_once(timeout_ms=30_000))
+        b = self.open("local-b")
+        run(b.login(username, PASSWORD, "tablet"))
+        run(b.sync_once(timeout_ms=30_000))
+        self.assertEqual(run(b.journal_get(kept)).body, "written with no account")
+
+        # A hears that B joined, and keeps the alert until it is dismissed.
+        report = run(a.sync_once(timeout_ms=30_000))
+        self.assertEqual([d.name for d in report.devices_joined], ["tablet"])
+        self.assertEqual([d.name for d in run(a.device_alerts())], ["tablet"])
+        run(a.dismiss_device_alerts())
+        self.assertEqual(run(a.device_alerts()), [])
+
+        # B pauses: its new entry stays on B until it resumes.
+        run(b.set_local_only(True))
+        paused = run(b.journal_create("paused", "only on B for now"))
+        run(b.sync_once(timeout_ms=30_000))
+        self.assertEqual(b.status().state, hf.SyncState.LOCAL_ONLY)
+        run(a.sync_once(timeout_ms=30_000))
+        with self.assertRaises(hf.HavenFfiError.NotFound):
+            run(a.journal_get(paused))
+        run(b.set_local_only(False))
+        run(b.sync_once(timeout_ms=30_000))
+        run(a.sync_once(timeout_ms=30_000))
+        self.assertEqual(run(a.journal_get(paused)).title, "paused")
+
+        # A wipe that logs out first still destroys the key first, then every file.
+        report = run(b.wipe(log_out_first=True))
+        self.assertTrue(report.keystore_key_deleted and report.dir_removed)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "local-b")))
+
     def test_wipe_destroys_the_key_first_then_the_files(self):
         keys = TestKeyStore()
         client = self.open("wipe", key_store=keys)

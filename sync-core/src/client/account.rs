@@ -9,7 +9,12 @@ use haven_protocol::{ErrorCode, SpaceId};
 
 use super::Haven;
 use super::error::{HavenError, HavenResult};
-use super::records::{self, AccountMeta, CutOff, KEY_SESSION, SessionTokens};
+use std::collections::HashSet;
+
+use haven_protocol::DeviceId;
+
+use super::devices::DeviceJoined;
+use super::records::{self, AccountMeta, CutOff, KEY_SESSION, META_DEVICE_ALERTS, SessionTokens};
 use super::replica::AccountKeys;
 use crate::crypto::{
     BundleContents, PasswordKeys, RecoveryKeys, RecoveryPhrase, RootKey, check_password_strength,
@@ -398,13 +403,21 @@ impl Haven {
         Ok(())
     }
 
-    /// Fetches the key bundle (after a key rotation elsewhere) and opens it with this device's
-    /// keys. A device that was revoked finds no wrap for itself.
-    pub(crate) async fn refresh_bundle(&self) -> HavenResult<()> {
+    /// Fetches the key bundle (a device joined, keys rotated elsewhere) and opens it with this
+    /// device's keys. A device that was revoked finds no wrap for itself. Devices new to this
+    /// one are added to the device alerts and returned.
+    pub(crate) async fn refresh_bundle(&self) -> HavenResult<Vec<DeviceJoined>> {
         let sealed: KeyBundle = self
             .authed(|access| async move { self.remote.get_keys(&access).await })
             .await?;
         let mut replica = self.replica();
+        if replica
+            .keys
+            .as_ref()
+            .is_some_and(|keys| keys.sealed == sealed)
+        {
+            return Ok(Vec::new());
+        }
         let trusted = replica
             .keys
             .as_ref()
@@ -422,11 +435,40 @@ impl Haven {
             }
             Err(error) => return Err(error.into()),
         };
+        let known: HashSet<DeviceId> = replica
+            .keys
+            .iter()
+            .flat_map(|keys| keys.bundle.devices())
+            .map(|device| device.keys.device_id)
+            .chain([replica.device_id()])
+            .collect();
+        let joined: Vec<DeviceJoined> = bundle
+            .devices()
+            .iter()
+            .filter(|device| !device.is_revoked() && !known.contains(&device.keys.device_id))
+            .map(|device| DeviceJoined {
+                device_id: device.keys.device_id,
+                name: device.name.clone(),
+                added_at_ms: device.added_at_ms,
+            })
+            .collect();
         let mut batch = WriteBatch::new();
+        if !joined.is_empty() {
+            let mut alerts: Vec<DeviceJoined> = records::load(
+                &replica.store,
+                Table::Meta,
+                META_DEVICE_ALERTS,
+                "device alerts",
+            )?
+            .unwrap_or_default();
+            alerts.retain(|alert| !joined.iter().any(|new| new.device_id == alert.device_id));
+            alerts.extend(joined.iter().cloned());
+            records::put(&mut batch, Table::Meta, META_DEVICE_ALERTS, &alerts)?;
+        }
         replica.stage_account_keys(AccountKeys { rk, bundle, sealed }, &mut batch)?;
         replica.stage_meta(&mut batch)?;
         replica.commit(batch)?;
-        Ok(())
+        Ok(joined)
     }
 }
 

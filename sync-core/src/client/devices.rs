@@ -2,9 +2,24 @@
 //! devices know (names, inside the sealed key bundle).
 
 use haven_protocol::DeviceId;
+use serde::{Deserialize, Serialize};
 
 use super::Haven;
 use super::error::{HavenError, HavenResult};
+use super::records::{self, META_DEVICE_ALERTS};
+use crate::local_store::Table;
+
+/// A device that joined the account after this one: someone who has the password (or another
+/// device to approve a link) added it. Kept until dismissed, so the person sees it even if the
+/// sync that found it ran in the background; if it is not theirs, they revoke it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceJoined {
+    pub device_id: DeviceId,
+    /// The name it was given (from the verified key bundle).
+    pub name: String,
+    /// When it was added, Unix ms, by the adding device's clock.
+    pub added_at_ms: i64,
+}
 
 /// One device of the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,5 +73,27 @@ impl Haven {
                 .then_with(|| a.created_day.cmp(&b.created_day))
         });
         Ok(out)
+    }
+}
+
+impl Haven {
+    /// Devices that joined the account since the alerts were last dismissed (oldest first). Each
+    /// full sync round reads the account's key bundle and adds any device new to this one.
+    pub fn device_alerts(&self) -> HavenResult<Vec<DeviceJoined>> {
+        Ok(records::load(
+            &self.replica().store,
+            Table::Meta,
+            META_DEVICE_ALERTS,
+            "device alerts",
+        )?
+        .unwrap_or_default())
+    }
+
+    /// Forgets the alerts (the person has seen them).
+    pub fn dismiss_device_alerts(&self) -> HavenResult<()> {
+        Ok(self
+            .replica()
+            .store
+            .delete(Table::Meta, META_DEVICE_ALERTS)?)
     }
 }

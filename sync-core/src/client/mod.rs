@@ -25,7 +25,7 @@ use ed25519_dalek::VerifyingKey;
 use haven_protocol::{DocId, SpaceId};
 
 pub use account::PendingRegistration;
-pub use devices::DeviceSummary;
+pub use devices::{DeviceJoined, DeviceSummary};
 pub use error::{HavenError, HavenResult};
 pub use linking::MAX_LINK_WAIT;
 pub use sync::{SyncReport, SyncState, SyncStatus};

@@ -10,6 +10,8 @@ use crate::local_store::{LocalStore, Table, WriteBatch};
 
 /// Keys of the `Meta` table.
 pub(crate) const META_PROFILE: &[u8] = b"profile";
+/// Devices that joined the account since the person last looked (a list of `DeviceJoined`).
+pub(crate) const META_DEVICE_ALERTS: &[u8] = b"device-alerts";
 /// Keys of the `Keys` table.
 pub(crate) const KEY_DEVICE: &[u8] = b"device";
 pub(crate) const KEY_ROOT: &[u8] = b"root";

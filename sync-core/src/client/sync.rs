@@ -102,6 +102,9 @@ pub struct SyncReport {
     pub snapshots: usize,
     /// The server had lost envelopes (restore); this device uploaded what it holds again.
     pub healed: bool,
+    /// Devices that joined the account since this one last looked (also kept in
+    /// [`Haven::device_alerts`] until dismissed).
+    pub devices_joined: Vec<super::DeviceJoined>,
 }
 
 impl Haven {
@@ -155,6 +158,11 @@ impl Haven {
         if queued > 0 {
             self.push_outbox(&space, &mut report).await?;
             report.snapshots = queued;
+        }
+        if with_public {
+            // A device joining changes only the key bundle, not the log: look at it on each
+            // full round (live rounds for a new head leave it to the next full one).
+            report.devices_joined = self.refresh_bundle().await?;
         }
         Ok(report)
     }
