@@ -348,6 +348,25 @@ impl HavenClient {
         .await
     }
 
+    /// Push batching with jitter: live sync waits a random time up to `max_ms` before pushing
+    /// a local edit, and edits made meanwhile go with it, so pushes are not timed to the writing.
+    /// 0 (the default) pushes at once. Kept in the profile; `sync_once` is never delayed.
+    ///
+    /// Errors: `InvalidInput` above 600,000 ms, `Storage`.
+    pub async fn set_push_jitter_ms(&self, max_ms: u64) -> FfiResult<()> {
+        self.blocking("set_push_jitter_ms", move |haven| {
+            Ok(haven.set_push_jitter(Duration::from_millis(max_ms))?)
+        })
+        .await
+    }
+
+    /// The push jitter set with `set_push_jitter_ms`, in ms.
+    pub fn push_jitter_ms(&self) -> FfiResult<u64> {
+        guard("push_jitter_ms", || {
+            Ok(u64::try_from(self.shared.haven()?.push_jitter().as_millis()).unwrap_or(u64::MAX))
+        })
+    }
+
     /// Whether the journal stays on this device (see `set_local_only`). Never blocks long.
     pub fn is_local_only(&self) -> FfiResult<bool> {
         guard("is_local_only", || Ok(self.shared.haven()?.is_local_only()))

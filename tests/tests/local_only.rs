@@ -282,3 +282,71 @@ async fn an_account_switched_to_local_only_uploads_nothing_until_switched_back()
     assert_eq!(a.haven.status().state, SyncState::Synced);
     server.stop().await.unwrap();
 }
+
+/// Push batching with jitter (a metadata measure, same module as local-only: both decide what
+/// leaves the device when): live sync holds edits for a random while, and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sync_with_push_jitter_delivers_every_edit() {
+    let _watchdog = watchdog("push jitter", FLOW_LIMIT);
+    let server = server().await;
+    let (a, b) = (Device::new(&server), Device::new(&server));
+    a.haven.register("ines", PASSWORD, "phone").await.unwrap();
+    b.haven.login("ines", PASSWORD, "laptop").await.unwrap();
+    a.haven
+        .set_push_jitter(std::time::Duration::from_millis(300))
+        .unwrap();
+    let a = Arc::new(a);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (rounds_tx, mut rounds) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let live = {
+        let a = Arc::clone(&a);
+        tokio::spawn(async move {
+            a.haven
+                .run_live(
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                    move |round| {
+                        let _ = rounds_tx.send(round.as_ref().map_or(0, |report| report.pushed));
+                    },
+                )
+                .await
+        })
+    };
+    // The first (full, unjittered) round is done before the edits, so they take the live path.
+    tokio::time::timeout(haven_tests::WAIT, rounds.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let sent_before = a.recorder.pushed().len();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(
+            a.haven
+                .journal_create(&format!("entry {n}"), "held, then sent")
+                .unwrap(),
+        );
+    }
+    let deadline = tokio::time::Instant::now() + haven_tests::WAIT;
+    loop {
+        b.haven.sync_once().await.unwrap();
+        if ids.iter().all(|id| b.haven.journal_get(id).is_ok()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edits did not arrive"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(());
+    live.await.unwrap().unwrap();
+    let mut pushed = 0;
+    while let Ok(count) = rounds.try_recv() {
+        pushed += count;
+    }
+    // Each entry and its index change, all sent by the jittered live rounds, none twice.
+    assert_eq!(pushed, 2 * ids.len());
+    assert_eq!(a.recorder.pushed().len() - sent_before, pushed);
+    server.stop().await.unwrap();
+}

@@ -22,6 +22,11 @@ pub(crate) struct SyncArgs {
     /// per round (one JSON object per line with --json).
     #[arg(long)]
     watch: bool,
+    /// Set push batching with jitter (kept in the profile): live sync (`--watch`) then holds a
+    /// local edit for a random time up to this many seconds and sends it with the edits made
+    /// meanwhile, so pushes are not timed to the writing. 0 turns it off (the default).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=600))]
+    push_jitter: Option<u64>,
     #[command(flatten)]
     output: JsonArgs,
 }
@@ -175,6 +180,13 @@ fn print_problems(report: &SyncReport) {
 
 pub(crate) fn sync(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<()> {
     let haven = device::open_online(global)?;
+    if let Some(seconds) = args.push_jitter {
+        let set = haven.set_push_jitter(std::time::Duration::from_secs(seconds));
+        if let Err(error) = set {
+            device::close(haven)?;
+            return Err(error.into());
+        }
+    }
     if args.watch {
         let result = watch(&haven, args.output.json);
         device::close(haven)?;

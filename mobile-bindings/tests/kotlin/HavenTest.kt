@@ -425,6 +425,11 @@ fun runTests() {
         a.syncOnce(30_000uL)
         checkEq("paused", a.journalGet(paused).title)
 
+        checkEq(0uL, b.pushJitterMs())
+        b.setPushJitterMs(2_000uL)
+        checkEq(2_000uL, b.pushJitterMs())
+        assertThrows<HavenFfiException.InvalidInput> { b.setPushJitterMs(600_001uL) }
+
         val report = b.wipe(logOutFirst = true)
         check(report.keystoreKeyDeleted && report.dirRemoved) { "$report" }
     }

@@ -571,6 +571,13 @@ class HavenTest(unittest.TestCase):
         run(a.sync_once(timeout_ms=30_000))
         self.assertEqual(run(a.journal_get(paused)).title, "paused")
 
+        # Push batching with jitter is a kept setting, bounded.
+        self.assertEqual(b.push_jitter_ms(), 0)
+        run(b.set_push_jitter_ms(2_000))
+        self.assertEqual(b.push_jitter_ms(), 2_000)
+        with self.assertRaises(hf.HavenFfiError.InvalidInput):
+            run(b.set_push_jitter_ms(600_001))
+
         # A wipe that logs out first still destroys the key first, then every file.
         report = run(b.wipe(log_out_first=True))
         self.assertTrue(report.keystore_key_deleted and report.dir_removed)

@@ -28,6 +28,7 @@ pub use account::PendingRegistration;
 pub use devices::{DeviceJoined, DeviceSummary};
 pub use error::{HavenError, HavenResult};
 pub use linking::MAX_LINK_WAIT;
+pub use live::MAX_PUSH_JITTER;
 pub use sync::{SyncReport, SyncState, SyncStatus};
 
 use self::records::SummaryRecord;

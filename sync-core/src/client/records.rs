@@ -47,6 +47,10 @@ pub(crate) struct ProfileMeta {
     /// edits wait in the outbox until this is turned off).
     #[serde(default)]
     pub local_only: bool,
+    /// Live sync waits a random time up to this long before pushing a local edit (0: pushes at
+    /// once), so the moment of a push says less about the moment of writing.
+    #[serde(default)]
+    pub push_jitter_ms: u64,
 }
 
 /// The local-only journal of a profile without an account.

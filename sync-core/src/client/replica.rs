@@ -149,6 +149,7 @@ impl Replica {
                         bundled_content_loaded: false,
                         local_journal: None,
                         local_only: false,
+                        push_jitter_ms: 0,
                     };
                     let mut batch = WriteBatch::new();
                     batch.put(Table::Keys, KEY_DEVICE, device.to_secret_bytes().as_slice());
