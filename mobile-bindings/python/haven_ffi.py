@@ -547,15 +547,21 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_delete_account() != 4792:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_device_alerts() != 41366:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_device_info() != 43944:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_devices() != 26277:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_dismiss_device_alerts() != 45841:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_export_journal() != 20398:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_is_closed() != 19814:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_is_live() != 13514:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_is_local_only() != 43461:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_journal_append_body() != 44717:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -593,6 +599,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_pause_live() != 37189:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_push_jitter_ms() != 1020:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_put_contact() != 1524:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_reading_state() != 36961:
@@ -617,6 +625,10 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_set_change_listener() != 29117:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_set_local_only() != 42755:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_set_push_jitter_ms() != 22648:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress() != 3840:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_shutdown() != 28403:
@@ -629,7 +641,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_sync_once() != 48313:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_haven_ffi_checksum_method_havenclient_wipe() != 31500:
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_wipe() != 21282:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_constructor_havenclient_open() != 46553:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -703,12 +715,18 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_change_password.restype 
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_delete_account.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_delete_account.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_device_alerts.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_device_alerts.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_device_info.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_device_info.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_devices.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_devices.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_dismiss_device_alerts.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_dismiss_device_alerts.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_export_journal.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_export_journal.restype = ctypes.c_uint16
@@ -718,6 +736,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_is_closed.restype = ctyp
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_is_live.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_is_live.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_is_local_only.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_is_local_only.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_append_body.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_append_body.restype = ctypes.c_uint16
@@ -772,6 +793,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_logout.restype = ctypes.
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_pause_live.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_pause_live.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_push_jitter_ms.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_push_jitter_ms.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_put_contact.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_put_contact.restype = ctypes.c_uint16
@@ -808,6 +832,12 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_bookmark.restype = c
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_change_listener.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_change_listener.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_local_only.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_local_only.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_push_jitter_ms.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_push_jitter_ms.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress.restype = ctypes.c_uint16
@@ -899,6 +929,10 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_delete_account.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_delete_account.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_device_alerts.argtypes = (
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_device_alerts.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_device_info.argtypes = (
     ctypes.c_uint64,
 )
@@ -907,6 +941,10 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_devices.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_devices.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_dismiss_device_alerts.argtypes = (
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_dismiss_device_alerts.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_export_journal.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -923,6 +961,11 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_is_live.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_is_live.restype = ctypes.c_int8
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_is_local_only.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_is_local_only.restype = ctypes.c_int8
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_append_body.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1024,6 +1067,11 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_pause_live.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_pause_live.restype = None
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_push_jitter_ms.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_push_jitter_ms.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_put_contact.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1096,6 +1144,16 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_change_listener.argtypes =
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_change_listener.restype = None
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_local_only.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_int8,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_local_only.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_push_jitter_ms.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_push_jitter_ms.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_reading_progress.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1129,6 +1187,7 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_sync_once.argtypes = (
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_sync_once.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe.argtypes = (
     ctypes.c_uint64,
+    ctypes.c_int8,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_constructor_havenclient_open.argtypes = (
@@ -1889,21 +1948,91 @@ class _UniffiFfiConverterBoolean:
         buf.write_u8(value)
 
 @dataclass
-class ChangeSet:
+class DeviceJoined:
     """
-    What a `ChangeListener` hears after a round that changed something.
+    A device that joined the account after this one. Whoever added it had the password or
+    another device to approve a link; if it is not the person's, they revoke it.
 """
-    def __init__(self, *, changed:typing.List[str], deleted:typing.List[str], journal_changed:bool, live:bool):
-        self.changed = changed
-        self.deleted = deleted
-        self.journal_changed = journal_changed
-        self.live = live
+    def __init__(self, *, device_id:str, name:str, added_at_ms:int):
+        self.device_id = device_id
+        self.name = name
+        self.added_at_ms = added_at_ms
         
         
 
     
     def __str__(self):
-        return "ChangeSet(changed={}, deleted={}, journal_changed={}, live={})".format(self.changed, self.deleted, self.journal_changed, self.live)
+        return "DeviceJoined(device_id={}, name={}, added_at_ms={})".format(self.device_id, self.name, self.added_at_ms)
+    def __eq__(self, other):
+        if self.device_id != other.device_id:
+            return False
+        if self.name != other.name:
+            return False
+        if self.added_at_ms != other.added_at_ms:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeDeviceJoined(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return DeviceJoined(
+            device_id=_UniffiFfiConverterString.read(buf),
+            name=_UniffiFfiConverterString.read(buf),
+            added_at_ms=_UniffiFfiConverterInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.device_id)
+        _UniffiFfiConverterString.check_lower(value.name)
+        _UniffiFfiConverterInt64.check_lower(value.added_at_ms)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.device_id, buf)
+        _UniffiFfiConverterString.write(value.name, buf)
+        _UniffiFfiConverterInt64.write(value.added_at_ms, buf)
+
+class _UniffiFfiConverterSequenceTypeDeviceJoined(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeDeviceJoined.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeDeviceJoined.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeDeviceJoined.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class ChangeSet:
+    """
+    What a `ChangeListener` hears after a round that changed something.
+"""
+    def __init__(self, *, changed:typing.List[str], deleted:typing.List[str], journal_changed:bool, live:bool, devices_joined:typing.List[DeviceJoined]):
+        self.changed = changed
+        self.deleted = deleted
+        self.journal_changed = journal_changed
+        self.live = live
+        self.devices_joined = devices_joined
+        
+        
+
+    
+    def __str__(self):
+        return "ChangeSet(changed={}, deleted={}, journal_changed={}, live={}, devices_joined={})".format(self.changed, self.deleted, self.journal_changed, self.live, self.devices_joined)
     def __eq__(self, other):
         if self.changed != other.changed:
             return False
@@ -1912,6 +2041,8 @@ class ChangeSet:
         if self.journal_changed != other.journal_changed:
             return False
         if self.live != other.live:
+            return False
+        if self.devices_joined != other.devices_joined:
             return False
         return True
 
@@ -1923,6 +2054,7 @@ class _UniffiFfiConverterTypeChangeSet(_UniffiConverterRustBuffer):
             deleted=_UniffiFfiConverterSequenceString.read(buf),
             journal_changed=_UniffiFfiConverterBoolean.read(buf),
             live=_UniffiFfiConverterBoolean.read(buf),
+            devices_joined=_UniffiFfiConverterSequenceTypeDeviceJoined.read(buf),
         )
 
     @staticmethod
@@ -1931,6 +2063,7 @@ class _UniffiFfiConverterTypeChangeSet(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceString.check_lower(value.deleted)
         _UniffiFfiConverterBoolean.check_lower(value.journal_changed)
         _UniffiFfiConverterBoolean.check_lower(value.live)
+        _UniffiFfiConverterSequenceTypeDeviceJoined.check_lower(value.devices_joined)
 
     @staticmethod
     def write(value, buf):
@@ -1938,6 +2071,7 @@ class _UniffiFfiConverterTypeChangeSet(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceString.write(value.deleted, buf)
         _UniffiFfiConverterBoolean.write(value.journal_changed, buf)
         _UniffiFfiConverterBoolean.write(value.live, buf)
+        _UniffiFfiConverterSequenceTypeDeviceJoined.write(value.devices_joined, buf)
 
 class _UniffiFfiConverterUInt64(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u64"
@@ -2998,7 +3132,7 @@ class SyncReport:
     """
     What one sync round moved.
 """
-    def __init__(self, *, pushed:int, pulled:int, changed:typing.List[str], deleted:typing.List[str], skipped:typing.List[str], refused:typing.List[str], snapshots:int, healed:bool):
+    def __init__(self, *, pushed:int, pulled:int, changed:typing.List[str], deleted:typing.List[str], skipped:typing.List[str], refused:typing.List[str], snapshots:int, healed:bool, devices_joined:typing.List[DeviceJoined]):
         self.pushed = pushed
         self.pulled = pulled
         self.changed = changed
@@ -3007,12 +3141,13 @@ class SyncReport:
         self.refused = refused
         self.snapshots = snapshots
         self.healed = healed
+        self.devices_joined = devices_joined
         
         
 
     
     def __str__(self):
-        return "SyncReport(pushed={}, pulled={}, changed={}, deleted={}, skipped={}, refused={}, snapshots={}, healed={})".format(self.pushed, self.pulled, self.changed, self.deleted, self.skipped, self.refused, self.snapshots, self.healed)
+        return "SyncReport(pushed={}, pulled={}, changed={}, deleted={}, skipped={}, refused={}, snapshots={}, healed={}, devices_joined={})".format(self.pushed, self.pulled, self.changed, self.deleted, self.skipped, self.refused, self.snapshots, self.healed, self.devices_joined)
     def __eq__(self, other):
         if self.pushed != other.pushed:
             return False
@@ -3030,6 +3165,8 @@ class SyncReport:
             return False
         if self.healed != other.healed:
             return False
+        if self.devices_joined != other.devices_joined:
+            return False
         return True
 
 class _UniffiFfiConverterTypeSyncReport(_UniffiConverterRustBuffer):
@@ -3044,6 +3181,7 @@ class _UniffiFfiConverterTypeSyncReport(_UniffiConverterRustBuffer):
             refused=_UniffiFfiConverterSequenceString.read(buf),
             snapshots=_UniffiFfiConverterUInt64.read(buf),
             healed=_UniffiFfiConverterBoolean.read(buf),
+            devices_joined=_UniffiFfiConverterSequenceTypeDeviceJoined.read(buf),
         )
 
     @staticmethod
@@ -3056,6 +3194,7 @@ class _UniffiFfiConverterTypeSyncReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceString.check_lower(value.refused)
         _UniffiFfiConverterUInt64.check_lower(value.snapshots)
         _UniffiFfiConverterBoolean.check_lower(value.healed)
+        _UniffiFfiConverterSequenceTypeDeviceJoined.check_lower(value.devices_joined)
 
     @staticmethod
     def write(value, buf):
@@ -3067,6 +3206,7 @@ class _UniffiFfiConverterTypeSyncReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceString.write(value.refused, buf)
         _UniffiFfiConverterUInt64.write(value.snapshots, buf)
         _UniffiFfiConverterBoolean.write(value.healed, buf)
+        _UniffiFfiConverterSequenceTypeDeviceJoined.write(value.devices_joined, buf)
 
 
 
@@ -3108,6 +3248,12 @@ class SyncState(enum.Enum):
     The account was erased; this device keeps its data and stops syncing.
 """
     
+    LOCAL_ONLY = 6
+    """
+    The journal stays on this device (no account yet, or switched to local-only): only
+    public content syncs.
+"""
+    
 
 
 class _UniffiFfiConverterTypeSyncState(_UniffiConverterRustBuffer):
@@ -3126,6 +3272,8 @@ class _UniffiFfiConverterTypeSyncState(_UniffiConverterRustBuffer):
             return SyncState.REVOKED
         if variant == 6:
             return SyncState.ERASED
+        if variant == 7:
+            return SyncState.LOCAL_ONLY
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
@@ -3141,6 +3289,8 @@ class _UniffiFfiConverterTypeSyncState(_UniffiConverterRustBuffer):
         if value == SyncState.REVOKED:
             return
         if value == SyncState.ERASED:
+            return
+        if value == SyncState.LOCAL_ONLY:
             return
         raise ValueError(value)
 
@@ -3158,6 +3308,8 @@ class _UniffiFfiConverterTypeSyncState(_UniffiConverterRustBuffer):
             buf.write_i32(5)
         if value == SyncState.ERASED:
             buf.write_i32(6)
+        if value == SyncState.LOCAL_ONLY:
+            buf.write_i32(7)
 
 
 
@@ -4309,6 +4461,12 @@ class HavenClientProtocol(typing.Protocol):
         until it is wiped, so it can still be exported.
 """
         raise NotImplementedError
+    async def device_alerts(self, ) -> typing.List[DeviceJoined]:
+        """
+        Devices that joined the account since the alerts were last dismissed, oldest first. Each
+        full sync round (`sync_once`, the start of live sync) checks the account's key bundle.
+"""
+        raise NotImplementedError
     async def device_info(self, ) -> DeviceInfo:
         """
         This device's id, username and space.
@@ -4318,6 +4476,11 @@ class HavenClientProtocol(typing.Protocol):
         """
         The account's devices, this one first; names come from the verified key bundle (a device
         that joined since shows up here). Needs the server.
+"""
+        raise NotImplementedError
+    async def dismiss_device_alerts(self, ) -> None:
+        """
+        Forgets the device alerts (the person has seen them).
 """
         raise NotImplementedError
     async def export_journal(self, format: ExportFormat,out_dir: str) -> ExportReport:
@@ -4334,6 +4497,11 @@ class HavenClientProtocol(typing.Protocol):
     def is_live(self, ) -> bool:
         """
         Whether live sync is running.
+"""
+        raise NotImplementedError
+    def is_local_only(self, ) -> bool:
+        """
+        Whether the journal stays on this device (see `set_local_only`). Never blocks long.
 """
         raise NotImplementedError
     async def journal_append_body(self, id: str,text: str) -> None:
@@ -4439,6 +4607,11 @@ class HavenClientProtocol(typing.Protocol):
         `sceneDidEnterBackground`); `resume_live` starts it again. A no-op when it is not running.
 """
         raise NotImplementedError
+    def push_jitter_ms(self, ) -> int:
+        """
+        The push jitter set with `set_push_jitter_ms`, in ms.
+"""
+        raise NotImplementedError
     async def put_contact(self, id: typing.Optional[str],name: str,phone: str,note: typing.Optional[str]) -> str:
         """
         Adds a trusted contact (`id` = `None`) or updates one; returns its id.
@@ -4505,6 +4678,26 @@ class HavenClientProtocol(typing.Protocol):
         Sets (or with `None` removes) the listener told about changes after each sync round.
 """
         raise NotImplementedError
+    async def set_local_only(self, local_only: bool) -> None:
+        """
+        Keeps the journal on this device only (`true`) or syncs it (`false`). Without an account,
+        `true` starts a journal that is never sent anywhere (registering or logging in later moves
+        it into the account and uploads it) and `false` fails with `NotLoggedIn`. With an
+        account, `true` pauses the journal's syncing on this device (no live connection either)
+        and `false` uploads what waited. The status says `LocalOnly` meanwhile.
+
+        Errors: `NotLoggedIn`, `Revoked`, `Erased` (turning it off after a cut-off), `Storage`.
+"""
+        raise NotImplementedError
+    async def set_push_jitter_ms(self, max_ms: int) -> None:
+        """
+        Push batching with jitter: live sync waits a random time up to `max_ms` before pushing
+        a local edit, and edits made meanwhile go with it, so pushes are not timed to the writing.
+        0 (the default) pushes at once. Kept in the profile; `sync_once` is never delayed.
+
+        Errors: `InvalidInput` above 600,000 ms, `Storage`.
+"""
+        raise NotImplementedError
     async def set_reading_progress(self, slug: str,fraction_ppm: int,position: int) -> None:
         """
         Records how far an article was read: `fraction_ppm` in parts per million (0 ..=
@@ -4547,12 +4740,15 @@ class HavenClientProtocol(typing.Protocol):
         `Revoked`, `Erased`, `InvalidInput` (`timeout_ms` = 0).
 """
         raise NotImplementedError
-    async def wipe(self, ) -> WipeReport:
+    async def wipe(self, log_out_first: bool = False) -> WipeReport:
         """
         Panic wipe: destroys the platform key (`KeyStore.delete`) first, then every file of the
         profile. Nothing of it stays readable; the client is closed. Not cancellable. Safe to call
         at any moment: while a sync runs (it is aborted), after `shutdown`, or twice (the second
         reports zeros).
+
+        `log_out_first`: end this device's session on the server before wiping, waiting at most
+        3 s (best effort: offline or refused, the wipe goes on).
 
         Errors: `Storage` when a step failed (the others were still done): call it again.
 """
@@ -4722,6 +4918,24 @@ class HavenClient(HavenClientProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    async def device_alerts(self, ) -> typing.List[DeviceJoined]:
+        """
+        Devices that joined the account since the alerts were last dismissed, oldest first. Each
+        full sync round (`sync_once`, the start of live sync) checks the account's key bundle.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeDeviceJoined.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_device_alerts(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     async def device_info(self, ) -> DeviceInfo:
         """
         This device's id, username and space.
@@ -4754,6 +4968,23 @@ class HavenClient(HavenClientProtocol):
             _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    async def dismiss_device_alerts(self, ) -> None:
+        """
+        Forgets the device alerts (the person has seen them).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_dismiss_device_alerts(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_void,
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
@@ -4808,6 +5039,21 @@ class HavenClient(HavenClientProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_is_live,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def is_local_only(self, ) -> bool:
+        """
+        Whether the journal stays on this device (see `set_local_only`). Never blocks long.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_is_local_only,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -5207,6 +5453,21 @@ class HavenClient(HavenClientProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def push_jitter_ms(self, ) -> int:
+        """
+        The push jitter set with `set_push_jitter_ms`, in ms.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_push_jitter_ms,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     async def put_contact(self, id: typing.Optional[str],name: str,phone: str,note: typing.Optional[str]) -> str:
         """
         Adds a trusted contact (`id` = `None`) or updates one; returns its id.
@@ -5479,6 +5740,56 @@ class HavenClient(HavenClientProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    async def set_local_only(self, local_only: bool) -> None:
+        """
+        Keeps the journal on this device only (`true`) or syncs it (`false`). Without an account,
+        `true` starts a journal that is never sent anywhere (registering or logging in later moves
+        it into the account and uploads it) and `false` fails with `NotLoggedIn`. With an
+        account, `true` pauses the journal's syncing on this device (no live connection either)
+        and `false` uploads what waited. The status says `LocalOnly` meanwhile.
+
+        Errors: `NotLoggedIn`, `Revoked`, `Erased` (turning it off after a cut-off), `Storage`.
+"""
+        
+        _UniffiFfiConverterBoolean.check_lower(local_only)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBoolean.lower(local_only),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_local_only(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    async def set_push_jitter_ms(self, max_ms: int) -> None:
+        """
+        Push batching with jitter: live sync waits a random time up to `max_ms` before pushing
+        a local edit, and edits made meanwhile go with it, so pushes are not timed to the writing.
+        0 (the default) pushes at once. Kept in the profile; `sync_once` is never delayed.
+
+        Errors: `InvalidInput` above 600,000 ms, `Storage`.
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(max_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(max_ms),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_push_jitter_ms(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     async def set_reading_progress(self, slug: str,fraction_ppm: int,position: int) -> None:
         """
         Records how far an article was read: `fraction_ppm` in parts per million (0 ..=
@@ -5599,17 +5910,23 @@ class HavenClient(HavenClientProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
-    async def wipe(self, ) -> WipeReport:
+    async def wipe(self, log_out_first: bool = False) -> WipeReport:
         """
         Panic wipe: destroys the platform key (`KeyStore.delete`) first, then every file of the
         profile. Nothing of it stays readable; the client is closed. Not cancellable. Safe to call
         at any moment: while a sync runs (it is aborted), after `shutdown`, or twice (the second
         reports zeros).
 
+        `log_out_first`: end this device's session on the server before wiping, waiting at most
+        3 s (best effort: offline or refused, the wipe goes on).
+
         Errors: `Storage` when a step failed (the others were still done): call it again.
 """
+        
+        _UniffiFfiConverterBoolean.check_lower(log_out_first)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
+            _UniffiFfiConverterBoolean.lower(log_out_first),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeWipeReport.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
@@ -6169,6 +6486,7 @@ __all__ = [
     "Article",
     "ArticleSummary",
     "Bookmark",
+    "DeviceJoined",
     "ChangeSet",
     "ClientConfig",
     "Device",

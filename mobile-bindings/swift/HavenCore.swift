@@ -925,6 +925,12 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func deleteAccount(password: String) async throws 
     
     /**
+     * Devices that joined the account since the alerts were last dismissed, oldest first. Each
+     * full sync round (`sync_once`, the start of live sync) checks the account's key bundle.
+     */
+    func deviceAlerts() async throws  -> [DeviceJoined]
+    
+    /**
      * This device's id, username and space.
      */
     func deviceInfo() async throws  -> DeviceInfo
@@ -934,6 +940,11 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
      * that joined since shows up here). Needs the server.
      */
     func devices() async throws  -> [Device]
+    
+    /**
+     * Forgets the device alerts (the person has seen them).
+     */
+    func dismissDeviceAlerts() async throws 
     
     /**
      * Writes the journal, decrypted, into `out_dir`. Plain text: show
@@ -950,6 +961,11 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
      * Whether live sync is running.
      */
     func isLive()  -> Bool
+    
+    /**
+     * Whether the journal stays on this device (see `set_local_only`). Never blocks long.
+     */
+    func isLocalOnly() throws  -> Bool
     
     /**
      * Appends to the body.
@@ -1055,6 +1071,11 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func pauseLive() throws 
     
     /**
+     * The push jitter set with `set_push_jitter_ms`, in ms.
+     */
+    func pushJitterMs() throws  -> UInt64
+    
+    /**
      * Adds a trusted contact (`id` = `None`) or updates one; returns its id.
      */
     func putContact(id: String?, name: String, phone: String, note: String?) async throws  -> String
@@ -1121,6 +1142,26 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func setChangeListener(listener: ChangeListener?) 
     
     /**
+     * Keeps the journal on this device only (`true`) or syncs it (`false`). Without an account,
+     * `true` starts a journal that is never sent anywhere (registering or logging in later moves
+     * it into the account and uploads it) and `false` fails with `NotLoggedIn`. With an
+     * account, `true` pauses the journal's syncing on this device (no live connection either)
+     * and `false` uploads what waited. The status says `LocalOnly` meanwhile.
+     *
+     * Errors: `NotLoggedIn`, `Revoked`, `Erased` (turning it off after a cut-off), `Storage`.
+     */
+    func setLocalOnly(localOnly: Bool) async throws 
+    
+    /**
+     * Push batching with jitter: live sync waits a random time up to `max_ms` before pushing
+     * a local edit, and edits made meanwhile go with it, so pushes are not timed to the writing.
+     * 0 (the default) pushes at once. Kept in the profile; `sync_once` is never delayed.
+     *
+     * Errors: `InvalidInput` above 600,000 ms, `Storage`.
+     */
+    func setPushJitterMs(maxMs: UInt64) async throws 
+    
+    /**
      * Records how far an article was read: `fraction_ppm` in parts per million (0 ..=
      * 1_000_000), `position` in UTF-16 code units of its body. Errors: `NotFound` (no such
      * article), `InvalidInput`.
@@ -1168,9 +1209,12 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
      * at any moment: while a sync runs (it is aborted), after `shutdown`, or twice (the second
      * reports zeros).
      *
+     * `log_out_first`: end this device's session on the server before wiping, waiting at most
+     * 3 s (best effort: offline or refused, the wipe goes on).
+     *
      * Errors: `Storage` when a step failed (the others were still done): call it again.
      */
-    func wipe() async throws  -> WipeReport
+    func wipe(logOutFirst: Bool) async throws  -> WipeReport
     
 }
 /**
@@ -1355,6 +1399,26 @@ open func deleteAccount(password: String)async throws   {
 }
     
     /**
+     * Devices that joined the account since the alerts were last dismissed, oldest first. Each
+     * full sync round (`sync_once`, the start of live sync) checks the account's key bundle.
+     */
+open func deviceAlerts()async throws  -> [DeviceJoined]  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_device_alerts(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceTypeDeviceJoined.lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
      * This device's id, username and space.
      */
 open func deviceInfo()async throws  -> DeviceInfo  {
@@ -1389,6 +1453,25 @@ open func devices()async throws  -> [Device]  {
             completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
             liftFunc: FfiConverterSequenceTypeDevice.lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * Forgets the device alerts (the person has seen them).
+     */
+open func dismissDeviceAlerts()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_dismiss_device_alerts(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_void,
+            completeFunc: ffi_haven_ffi_rust_future_complete_void,
+            freeFunc: ffi_haven_ffi_rust_future_free_void,
+            liftFunc: { $0 },
             errorHandler: FfiConverterTypeHavenFfiError_lift
         )
 }
@@ -1432,6 +1515,18 @@ open func isLive() -> Bool  {
     return try!  FfiConverterBool.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_haven_ffi_fn_method_havenclient_is_live(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Whether the journal stays on this device (see `set_local_only`). Never blocks long.
+     */
+open func isLocalOnly()throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeHavenFfiError_lift) {
+        uniffiCallStatus in
+    uniffi_haven_ffi_fn_method_havenclient_is_local_only(
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
@@ -1779,6 +1874,18 @@ open func pauseLive()throws   {try rustCallWithError(FfiConverterTypeHavenFfiErr
 }
     
     /**
+     * The push jitter set with `set_push_jitter_ms`, in ms.
+     */
+open func pushJitterMs()throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeHavenFfiError_lift) {
+        uniffiCallStatus in
+    uniffi_haven_ffi_fn_method_havenclient_push_jitter_ms(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Adds a trusted contact (`id` = `None`) or updates one; returns its id.
      */
 open func putContact(id: String?, name: String, phone: String, note: String?)async throws  -> String  {
@@ -1998,6 +2105,54 @@ open func setChangeListener(listener: ChangeListener?)  {try! rustCall() {
 }
     
     /**
+     * Keeps the journal on this device only (`true`) or syncs it (`false`). Without an account,
+     * `true` starts a journal that is never sent anywhere (registering or logging in later moves
+     * it into the account and uploads it) and `false` fails with `NotLoggedIn`. With an
+     * account, `true` pauses the journal's syncing on this device (no live connection either)
+     * and `false` uploads what waited. The status says `LocalOnly` meanwhile.
+     *
+     * Errors: `NotLoggedIn`, `Revoked`, `Erased` (turning it off after a cut-off), `Storage`.
+     */
+open func setLocalOnly(localOnly: Bool)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_set_local_only(
+                        self.uniffiCloneHandle(),FfiConverterBool.lower(localOnly)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_void,
+            completeFunc: ffi_haven_ffi_rust_future_complete_void,
+            freeFunc: ffi_haven_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * Push batching with jitter: live sync waits a random time up to `max_ms` before pushing
+     * a local edit, and edits made meanwhile go with it, so pushes are not timed to the writing.
+     * 0 (the default) pushes at once. Kept in the profile; `sync_once` is never delayed.
+     *
+     * Errors: `InvalidInput` above 600,000 ms, `Storage`.
+     */
+open func setPushJitterMs(maxMs: UInt64)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_set_push_jitter_ms(
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(maxMs)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_void,
+            completeFunc: ffi_haven_ffi_rust_future_complete_void,
+            freeFunc: ffi_haven_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
      * Records how far an article was read: `fraction_ppm` in parts per million (0 ..=
      * 1_000_000), `position` in UTF-16 code units of its body. Errors: `NotFound` (no such
      * article), `InvalidInput`.
@@ -2106,14 +2261,17 @@ open func syncOnce(timeoutMs: UInt64 = UInt64(30000))async throws  -> SyncReport
      * at any moment: while a sync runs (it is aborted), after `shutdown`, or twice (the second
      * reports zeros).
      *
+     * `log_out_first`: end this device's session on the server before wiping, waiting at most
+     * 3 s (best effort: offline or refused, the wipe goes on).
+     *
      * Errors: `Storage` when a step failed (the others were still done): call it again.
      */
-open func wipe()async throws  -> WipeReport  {
+open func wipe(logOutFirst: Bool = false)async throws  -> WipeReport  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_haven_ffi_fn_method_havenclient_wipe(
-                        self.uniffiCloneHandle()
+                        self.uniffiCloneHandle(),FfiConverterBool.lower(logOutFirst)
                 )
             },
             pollFunc: ffi_haven_ffi_rust_future_poll_rust_buffer,
@@ -2974,6 +3132,10 @@ public struct ChangeSet: Equatable, Hashable {
      * The round ran as part of live sync (otherwise: a `sync_once`).
      */
     public var live: Bool
+    /**
+     * Devices that joined the account since this one last looked (see `device_alerts()`).
+     */
+    public var devicesJoined: [DeviceJoined]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2989,11 +3151,15 @@ public struct ChangeSet: Equatable, Hashable {
          */journalChanged: Bool, 
         /**
          * The round ran as part of live sync (otherwise: a `sync_once`).
-         */live: Bool) {
+         */live: Bool, 
+        /**
+         * Devices that joined the account since this one last looked (see `device_alerts()`).
+         */devicesJoined: [DeviceJoined]) {
         self.changed = changed
         self.deleted = deleted
         self.journalChanged = journalChanged
         self.live = live
+        self.devicesJoined = devicesJoined
     }
 
     
@@ -3015,7 +3181,8 @@ public struct FfiConverterTypeChangeSet: FfiConverterRustBuffer {
                 changed: FfiConverterSequenceString.read(from: &buf), 
                 deleted: FfiConverterSequenceString.read(from: &buf), 
                 journalChanged: FfiConverterBool.read(from: &buf), 
-                live: FfiConverterBool.read(from: &buf)
+                live: FfiConverterBool.read(from: &buf), 
+                devicesJoined: FfiConverterSequenceTypeDeviceJoined.read(from: &buf)
         )
     }
 
@@ -3024,6 +3191,7 @@ public struct FfiConverterTypeChangeSet: FfiConverterRustBuffer {
         FfiConverterSequenceString.write(value.deleted, into: &buf)
         FfiConverterBool.write(value.journalChanged, into: &buf)
         FfiConverterBool.write(value.live, into: &buf)
+        FfiConverterSequenceTypeDeviceJoined.write(value.devicesJoined, into: &buf)
     }
 }
 
@@ -3319,6 +3487,86 @@ public func FfiConverterTypeDeviceInfo_lift(_ buf: RustBuffer) throws -> DeviceI
 #endif
 public func FfiConverterTypeDeviceInfo_lower(_ value: DeviceInfo) -> RustBuffer {
     return FfiConverterTypeDeviceInfo.lower(value)
+}
+
+
+/**
+ * A device that joined the account after this one. Whoever added it had the password or
+ * another device to approve a link; if it is not the person's, they revoke it.
+ */
+public struct DeviceJoined: Equatable, Hashable {
+    /**
+     * Hex.
+     */
+    public var deviceId: String
+    /**
+     * The name it was given (from the verified key bundle).
+     */
+    public var name: String
+    /**
+     * When it was added, Unix ms, by the adding device's clock.
+     */
+    public var addedAtMs: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Hex.
+         */deviceId: String, 
+        /**
+         * The name it was given (from the verified key bundle).
+         */name: String, 
+        /**
+         * When it was added, Unix ms, by the adding device's clock.
+         */addedAtMs: Int64) {
+        self.deviceId = deviceId
+        self.name = name
+        self.addedAtMs = addedAtMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DeviceJoined: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeviceJoined: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeviceJoined {
+        return
+            try DeviceJoined(
+                deviceId: FfiConverterString.read(from: &buf), 
+                name: FfiConverterString.read(from: &buf), 
+                addedAtMs: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DeviceJoined, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.deviceId, into: &buf)
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterInt64.write(value.addedAtMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeviceJoined_lift(_ buf: RustBuffer) throws -> DeviceJoined {
+    return try FfiConverterTypeDeviceJoined.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeviceJoined_lower(_ value: DeviceJoined) -> RustBuffer {
+    return FfiConverterTypeDeviceJoined.lower(value)
 }
 
 
@@ -4238,6 +4486,11 @@ public struct SyncReport: Equatable, Hashable {
      * The server had lost data (a restore) and this device uploaded what it holds again.
      */
     public var healed: Bool
+    /**
+     * Devices that joined the account since this one last looked (also in `device_alerts()`
+     * until dismissed): show them; if one is not the person's, offer to revoke it.
+     */
+    public var devicesJoined: [DeviceJoined]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4256,7 +4509,11 @@ public struct SyncReport: Equatable, Hashable {
          */refused: [String], snapshots: UInt64, 
         /**
          * The server had lost data (a restore) and this device uploaded what it holds again.
-         */healed: Bool) {
+         */healed: Bool, 
+        /**
+         * Devices that joined the account since this one last looked (also in `device_alerts()`
+         * until dismissed): show them; if one is not the person's, offer to revoke it.
+         */devicesJoined: [DeviceJoined]) {
         self.pushed = pushed
         self.pulled = pulled
         self.changed = changed
@@ -4265,6 +4522,7 @@ public struct SyncReport: Equatable, Hashable {
         self.refused = refused
         self.snapshots = snapshots
         self.healed = healed
+        self.devicesJoined = devicesJoined
     }
 
     
@@ -4290,7 +4548,8 @@ public struct FfiConverterTypeSyncReport: FfiConverterRustBuffer {
                 skipped: FfiConverterSequenceString.read(from: &buf), 
                 refused: FfiConverterSequenceString.read(from: &buf), 
                 snapshots: FfiConverterUInt64.read(from: &buf), 
-                healed: FfiConverterBool.read(from: &buf)
+                healed: FfiConverterBool.read(from: &buf), 
+                devicesJoined: FfiConverterSequenceTypeDeviceJoined.read(from: &buf)
         )
     }
 
@@ -4303,6 +4562,7 @@ public struct FfiConverterTypeSyncReport: FfiConverterRustBuffer {
         FfiConverterSequenceString.write(value.refused, into: &buf)
         FfiConverterUInt64.write(value.snapshots, into: &buf)
         FfiConverterBool.write(value.healed, into: &buf)
+        FfiConverterSequenceTypeDeviceJoined.write(value.devicesJoined, into: &buf)
     }
 }
 
@@ -5133,6 +5393,11 @@ public enum SyncState: Equatable, Hashable {
      * The account was erased; this device keeps its data and stops syncing.
      */
     case erased
+    /**
+     * The journal stays on this device (no account yet, or switched to local-only): only
+     * public content syncs.
+     */
+    case localOnly
 
 
 
@@ -5166,6 +5431,8 @@ public struct FfiConverterTypeSyncState: FfiConverterRustBuffer {
         
         case 6: return .erased
         
+        case 7: return .localOnly
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -5196,6 +5463,10 @@ public struct FfiConverterTypeSyncState: FfiConverterRustBuffer {
         
         case .erased:
             writeInt(&buf, Int32(6))
+        
+        
+        case .localOnly:
+            writeInt(&buf, Int32(7))
         
         }
     }
@@ -5457,6 +5728,31 @@ fileprivate struct FfiConverterSequenceTypeDevice: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeDevice.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeDeviceJoined: FfiConverterRustBuffer {
+    typealias SwiftType = [DeviceJoined]
+
+    public static func write(_ value: [DeviceJoined], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeDeviceJoined.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [DeviceJoined] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [DeviceJoined]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeDeviceJoined.read(from: &buf))
         }
         return seq
     }
@@ -5793,10 +6089,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_haven_ffi_checksum_method_havenclient_delete_account() != 4792) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_haven_ffi_checksum_method_havenclient_device_alerts() != 41366) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_haven_ffi_checksum_method_havenclient_device_info() != 43944) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_devices() != 26277) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_dismiss_device_alerts() != 45841) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_export_journal() != 20398) {
@@ -5806,6 +6108,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_is_live() != 13514) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_is_local_only() != 43461) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_journal_append_body() != 44717) {
@@ -5862,6 +6167,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_haven_ffi_checksum_method_havenclient_pause_live() != 37189) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_haven_ffi_checksum_method_havenclient_push_jitter_ms() != 1020) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_haven_ffi_checksum_method_havenclient_put_contact() != 1524) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5898,6 +6206,12 @@ private let initializationResult: InitializationResult = {
     if (uniffi_haven_ffi_checksum_method_havenclient_set_change_listener() != 29117) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_haven_ffi_checksum_method_havenclient_set_local_only() != 42755) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_set_push_jitter_ms() != 22648) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress() != 3840) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5916,7 +6230,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_haven_ffi_checksum_method_havenclient_sync_once() != 48313) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_haven_ffi_checksum_method_havenclient_wipe() != 31500) {
+    if (uniffi_haven_ffi_checksum_method_havenclient_wipe() != 21282) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_logger_log() != 33915) {

@@ -410,6 +410,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_change_password(uint64_t ptr, Ru
 uint64_t uniffi_haven_ffi_fn_method_havenclient_delete_account(uint64_t ptr, RustBuffer password
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DEVICE_ALERTS
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DEVICE_ALERTS
+uint64_t uniffi_haven_ffi_fn_method_havenclient_device_alerts(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DEVICE_INFO
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DEVICE_INFO
 uint64_t uniffi_haven_ffi_fn_method_havenclient_device_info(uint64_t ptr
@@ -418,6 +423,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_device_info(uint64_t ptr
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DEVICES
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DEVICES
 uint64_t uniffi_haven_ffi_fn_method_havenclient_devices(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DISMISS_DEVICE_ALERTS
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_DISMISS_DEVICE_ALERTS
+uint64_t uniffi_haven_ffi_fn_method_havenclient_dismiss_device_alerts(uint64_t ptr
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_EXPORT_JOURNAL
@@ -433,6 +443,11 @@ int8_t uniffi_haven_ffi_fn_method_havenclient_is_closed(uint64_t ptr, RustCallSt
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_IS_LIVE
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_IS_LIVE
 int8_t uniffi_haven_ffi_fn_method_havenclient_is_live(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_IS_LOCAL_ONLY
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_IS_LOCAL_ONLY
+int8_t uniffi_haven_ffi_fn_method_havenclient_is_local_only(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_JOURNAL_APPEND_BODY
@@ -525,6 +540,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_logout(uint64_t ptr
 void uniffi_haven_ffi_fn_method_havenclient_pause_live(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_PUSH_JITTER_MS
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_PUSH_JITTER_MS
+uint64_t uniffi_haven_ffi_fn_method_havenclient_push_jitter_ms(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_PUT_CONTACT
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_PUT_CONTACT
 uint64_t uniffi_haven_ffi_fn_method_havenclient_put_contact(uint64_t ptr, RustBuffer id, RustBuffer name, RustBuffer phone, RustBuffer note
@@ -585,6 +605,16 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_set_bookmark(uint64_t ptr, RustB
 void uniffi_haven_ffi_fn_method_havenclient_set_change_listener(uint64_t ptr, RustBuffer listener, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SET_LOCAL_ONLY
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SET_LOCAL_ONLY
+uint64_t uniffi_haven_ffi_fn_method_havenclient_set_local_only(uint64_t ptr, int8_t local_only
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SET_PUSH_JITTER_MS
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SET_PUSH_JITTER_MS
+uint64_t uniffi_haven_ffi_fn_method_havenclient_set_push_jitter_ms(uint64_t ptr, uint64_t max_ms
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SET_READING_PROGRESS
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SET_READING_PROGRESS
 uint64_t uniffi_haven_ffi_fn_method_havenclient_set_reading_progress(uint64_t ptr, RustBuffer slug, uint32_t fraction_ppm, uint64_t position
@@ -617,7 +647,7 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_sync_once(uint64_t ptr, uint64_t
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_WIPE
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_WIPE
-uint64_t uniffi_haven_ffi_fn_method_havenclient_wipe(uint64_t ptr
+uint64_t uniffi_haven_ffi_fn_method_havenclient_wipe(uint64_t ptr, int8_t log_out_first
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_CLONE_LOGGER
@@ -1006,6 +1036,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_delete_account(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICE_ALERTS
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICE_ALERTS
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_device_alerts(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICE_INFO
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICE_INFO
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_device_info(void
@@ -1015,6 +1051,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_device_info(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICES
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DEVICES
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_devices(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DISMISS_DEVICE_ALERTS
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_DISMISS_DEVICE_ALERTS
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_dismiss_device_alerts(void
     
 );
 #endif
@@ -1033,6 +1075,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_is_closed(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_IS_LIVE
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_IS_LIVE
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_is_live(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_IS_LOCAL_ONLY
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_IS_LOCAL_ONLY
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_is_local_only(void
     
 );
 #endif
@@ -1144,6 +1192,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_pause_live(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_PUSH_JITTER_MS
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_PUSH_JITTER_MS
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_push_jitter_ms(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_PUT_CONTACT
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_PUT_CONTACT
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_put_contact(void
@@ -1213,6 +1267,18 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_set_bookmark(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SET_CHANGE_LISTENER
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SET_CHANGE_LISTENER
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_set_change_listener(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SET_LOCAL_ONLY
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SET_LOCAL_ONLY
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_set_local_only(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SET_PUSH_JITTER_MS
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SET_PUSH_JITTER_MS
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_set_push_jitter_ms(void
     
 );
 #endif

@@ -10,10 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
+
+use crate::clock::random_bytes;
 
 /// Memory cost in KiB of new hashes (OWASP's Argon2id minimum, the `argon2` crate's default).
 #[cfg(not(feature = "insecure-fast-kdf"))]
@@ -40,6 +43,17 @@ const MAX_VERIFY_P: u32 = 4;
 
 /// Length of the client's `auth_secret` (and of `recovery_auth`).
 pub const SECRET_LEN: usize = 32;
+
+/// Salt length of new hashes (the PHC recommendation).
+const SALT_LEN: usize = 16;
+
+/// Argon2's working memory is reserved at least this large. glibc serves an allocation above its
+/// largest dynamic mmap threshold (32 MiB on 64-bit) with a mapping of its own and unmaps it on
+/// free. Below that, freeing the first 19 MiB hash raises the threshold, later hashes come from
+/// per-thread arenas, and those stay resident: about 80 MiB kept after a few logins (BENCHMARKS.md,
+/// S1). Only the blocks a hash uses are ever touched, so the reservation costs address space, not
+/// memory.
+const ALWAYS_MAPPED_BYTES: usize = 32 * 1024 * 1024 + 64 * 1024;
 
 /// Why hashing or verification could not give an answer. A wrong secret is not an error: it is
 /// `Ok(false)`.
@@ -85,14 +99,12 @@ impl PasswordHasher {
             .map_err(|error| PasswordError::Hash(error.to_string()))?;
         // Fixed input and salt: the dummy is the same on every start and every instance, and
         // nothing about it is secret (it only has to cost what a real verification costs).
-        let dummy = argon2id(&params)
-            .hash_password_with_salt(b"haven/dummy-auth-secret", b"haven/dummy-salt")
-            .map_err(|error| PasswordError::Hash(error.to_string()))?;
+        let dummy = hash_blocking(&params, b"haven/dummy-auth-secret", b"haven/dummy-salt")?;
         Ok(Self {
             params,
             semaphore: Arc::new(Semaphore::new(concurrency.max(1))),
             queue_timeout,
-            dummy_phc: Arc::from(dummy.to_string()),
+            dummy_phc: Arc::from(dummy),
             running: Arc::new(AtomicUsize::new(0)),
             #[cfg(test)]
             peak: Arc::new(AtomicUsize::new(0)),
@@ -105,13 +117,8 @@ impl PasswordHasher {
     pub async fn hash(&self, secret: &[u8; SECRET_LEN]) -> Result<String, PasswordError> {
         let secret = Zeroizing::new(*secret);
         let params = self.params.clone();
-        self.run(move || {
-            argon2id(&params)
-                .hash_password(secret.as_slice())
-                .map(|hash| hash.to_string())
-                .map_err(|error| PasswordError::Hash(error.to_string()))
-        })
-        .await?
+        self.run(move || hash_blocking(&params, secret.as_slice(), &random_bytes::<SALT_LEN>()))
+            .await?
     }
 
     /// Whether `secret` matches the stored `phc`. The comparison is the `argon2` crate's
@@ -235,14 +242,49 @@ fn check_phc(phc: &str) -> Result<Params, PasswordError> {
     Ok(params)
 }
 
+/// Argon2's working memory for `params`, reserved so that freeing it returns it to the system
+/// (see [`ALWAYS_MAPPED_BYTES`]).
+fn working_memory(params: &Params) -> Vec<Block> {
+    let used = params.block_count();
+    let mut memory = Vec::with_capacity(used.max(ALWAYS_MAPPED_BYTES / Block::SIZE));
+    memory.resize(used, Block::default());
+    memory
+}
+
+fn hash_error(error: impl std::fmt::Display) -> PasswordError {
+    PasswordError::Hash(error.to_string())
+}
+
+/// The PHC string of Argon2id v1.3(`secret`, `salt`) under `params`.
+fn hash_blocking(params: &Params, secret: &[u8], salt: &[u8]) -> Result<String, PasswordError> {
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let mut out = Zeroizing::new(vec![0u8; output_len]);
+    argon2id(params)
+        .hash_password_into_with_memory(secret, salt, &mut out, working_memory(params))
+        .map_err(hash_error)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(hash_error)?,
+        salt: Some(Salt::new(salt).map_err(hash_error)?),
+        hash: Some(Output::new(&out).map_err(hash_error)?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Recomputes the hash of `secret` with `phc`'s salt and parameters and compares the outputs in
+/// constant time.
 fn verify_blocking(secret: &[u8; SECRET_LEN], phc: &str) -> Result<bool, PasswordError> {
     let hash = PasswordHash::new(phc).map_err(|_| PasswordError::BadHash)?;
     let params = Params::try_from(&hash).map_err(|_| PasswordError::BadHash)?;
-    match argon2id(&params).verify_password(secret, &hash) {
-        Ok(()) => Ok(true),
-        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-        Err(error) => Err(PasswordError::Hash(error.to_string())),
-    }
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return Err(PasswordError::BadHash);
+    };
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    argon2id(&params)
+        .hash_password_into_with_memory(secret, salt, &mut out, working_memory(&params))
+        .map_err(hash_error)?;
+    Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 
 #[cfg(test)]
@@ -273,10 +315,7 @@ mod tests {
         let secret = [3u8; 32];
         for (m, t) in [(19_456, 2), (256, 1)] {
             let params = Params::new(m, t, 1, None).unwrap();
-            let phc = argon2id(&params)
-                .hash_password_with_salt(&secret, b"0123456789abcdef")
-                .unwrap()
-                .to_string();
+            let phc = hash_blocking(&params, &secret, b"0123456789abcdef").unwrap();
             assert!(hasher.verify(&secret, &phc).await.unwrap(), "m={m} t={t}");
             assert!(
                 !hasher.verify(&[4u8; 32], &phc).await.unwrap(),
@@ -285,6 +324,30 @@ mod tests {
             // Only hashes weaker than the current parameters want an upgrade.
             assert_eq!(hasher.needs_rehash(&phc), m < HASH_M_KIB || t < HASH_T);
         }
+    }
+
+    #[test]
+    fn hashes_are_the_argon2_crates_own_phc_strings() {
+        // Stored hashes made before (by the crate's allocating path) must keep verifying, and
+        // new ones must be what that path makes for the same salt.
+        use argon2::PasswordHasher as _;
+        let params = Params::new(256, 1, 1, None).unwrap();
+        let salt = b"0123456789abcdef";
+        let theirs = argon2id(&params)
+            .hash_password_with_salt(&[5u8; 32], salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(hash_blocking(&params, &[5u8; 32], salt).unwrap(), theirs);
+        assert!(verify_blocking(&[5u8; 32], &theirs).unwrap());
+        assert!(!verify_blocking(&[6u8; 32], &theirs).unwrap());
+    }
+
+    #[test]
+    fn working_memory_is_reserved_above_the_mmap_threshold_and_touched_only_as_used() {
+        let params = Params::new(HASH_M_KIB, HASH_T, HASH_P, None).unwrap();
+        let memory = working_memory(&params);
+        assert_eq!(memory.len(), params.block_count());
+        assert!(memory.capacity() * Block::SIZE >= ALWAYS_MAPPED_BYTES);
     }
 
     #[tokio::test]

@@ -794,15 +794,21 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_delete_account(
     ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_device_alerts(
+    ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_device_info(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_devices(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_dismiss_device_alerts(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_export_journal(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_is_closed(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_is_live(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_is_local_only(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_journal_append_body(
     ): Int
@@ -840,6 +846,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_pause_live(
     ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_push_jitter_ms(
+    ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_put_contact(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_reading_state(
@@ -863,6 +871,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_haven_ffi_checksum_method_havenclient_set_bookmark(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_set_change_listener(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_set_local_only(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_set_push_jitter_ms(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress(
     ): Int
@@ -943,15 +955,21 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_delete_account(`ptr`: Long,`password`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_device_alerts(`ptr`: Long,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_device_info(`ptr`: Long,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_devices(`ptr`: Long,
+    ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_dismiss_device_alerts(`ptr`: Long,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_export_journal(`ptr`: Long,`format`: RustBuffer.ByValue,`outDir`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_is_closed(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_haven_ffi_fn_method_havenclient_is_live(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_haven_ffi_fn_method_havenclient_is_local_only(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_haven_ffi_fn_method_havenclient_journal_append_body(`ptr`: Long,`id`: RustBuffer.ByValue,`text`: RustBuffer.ByValue,
     ): Long
@@ -989,6 +1007,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_pause_live(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_haven_ffi_fn_method_havenclient_push_jitter_ms(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_put_contact(`ptr`: Long,`id`: RustBuffer.ByValue,`name`: RustBuffer.ByValue,`phone`: RustBuffer.ByValue,`note`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_reading_state(`ptr`: Long,
@@ -1013,6 +1033,10 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_set_change_listener(`ptr`: Long,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_haven_ffi_fn_method_havenclient_set_local_only(`ptr`: Long,`localOnly`: Byte,
+    ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_set_push_jitter_ms(`ptr`: Long,`maxMs`: Long,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_set_reading_progress(`ptr`: Long,`slug`: RustBuffer.ByValue,`fractionPpm`: Int,`position`: Long,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_shutdown(`ptr`: Long,
@@ -1025,7 +1049,7 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_haven_ffi_fn_method_havenclient_sync_once(`ptr`: Long,`timeoutMs`: Long,
     ): Long
-    external fun uniffi_haven_ffi_fn_method_havenclient_wipe(`ptr`: Long,
+    external fun uniffi_haven_ffi_fn_method_havenclient_wipe(`ptr`: Long,`logOutFirst`: Byte,
     ): Long
     external fun uniffi_haven_ffi_fn_clone_logger(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1204,10 +1228,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_delete_account() and 0xFFFF) != 4792) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_device_alerts() and 0xFFFF) != 41366) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_device_info() and 0xFFFF) != 43944) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_devices() and 0xFFFF) != 26277) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_dismiss_device_alerts() and 0xFFFF) != 45841) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_export_journal() and 0xFFFF) != 20398) {
@@ -1217,6 +1247,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_is_live() and 0xFFFF) != 13514) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_is_local_only() and 0xFFFF) != 43461) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_journal_append_body() and 0xFFFF) != 44717) {
@@ -1273,6 +1306,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_pause_live() and 0xFFFF) != 37189) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_push_jitter_ms() and 0xFFFF) != 1020) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_put_contact() and 0xFFFF) != 1524) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1309,6 +1345,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_set_change_listener() and 0xFFFF) != 29117) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_set_local_only() and 0xFFFF) != 42755) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_set_push_jitter_ms() and 0xFFFF) != 22648) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress() and 0xFFFF) != 3840) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1327,7 +1369,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_sync_once() and 0xFFFF) != 48313) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_wipe() and 0xFFFF) != 31500) {
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_wipe() and 0xFFFF) != 21282) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_logger_log() and 0xFFFF) != 33915) {
@@ -2262,6 +2304,12 @@ public interface HavenClientInterface {
     suspend fun `deleteAccount`(`password`: kotlin.String)
     
     /**
+     * Devices that joined the account since the alerts were last dismissed, oldest first. Each
+     * full sync round (`sync_once`, the start of live sync) checks the account's key bundle.
+     */
+    suspend fun `deviceAlerts`(): List<DeviceJoined>
+    
+    /**
      * This device's id, username and space.
      */
     suspend fun `deviceInfo`(): DeviceInfo
@@ -2271,6 +2319,11 @@ public interface HavenClientInterface {
      * that joined since shows up here). Needs the server.
      */
     suspend fun `devices`(): List<Device>
+    
+    /**
+     * Forgets the device alerts (the person has seen them).
+     */
+    suspend fun `dismissDeviceAlerts`()
     
     /**
      * Writes the journal, decrypted, into `out_dir`. Plain text: show
@@ -2287,6 +2340,11 @@ public interface HavenClientInterface {
      * Whether live sync is running.
      */
     fun `isLive`(): kotlin.Boolean
+    
+    /**
+     * Whether the journal stays on this device (see `set_local_only`). Never blocks long.
+     */
+    fun `isLocalOnly`(): kotlin.Boolean
     
     /**
      * Appends to the body.
@@ -2392,6 +2450,11 @@ public interface HavenClientInterface {
     fun `pauseLive`()
     
     /**
+     * The push jitter set with `set_push_jitter_ms`, in ms.
+     */
+    fun `pushJitterMs`(): kotlin.ULong
+    
+    /**
      * Adds a trusted contact (`id` = `None`) or updates one; returns its id.
      */
     suspend fun `putContact`(`id`: kotlin.String?, `name`: kotlin.String, `phone`: kotlin.String, `note`: kotlin.String?): kotlin.String
@@ -2458,6 +2521,26 @@ public interface HavenClientInterface {
     fun `setChangeListener`(`listener`: ChangeListener?)
     
     /**
+     * Keeps the journal on this device only (`true`) or syncs it (`false`). Without an account,
+     * `true` starts a journal that is never sent anywhere (registering or logging in later moves
+     * it into the account and uploads it) and `false` fails with `NotLoggedIn`. With an
+     * account, `true` pauses the journal's syncing on this device (no live connection either)
+     * and `false` uploads what waited. The status says `LocalOnly` meanwhile.
+     *
+     * Errors: `NotLoggedIn`, `Revoked`, `Erased` (turning it off after a cut-off), `Storage`.
+     */
+    suspend fun `setLocalOnly`(`localOnly`: kotlin.Boolean)
+    
+    /**
+     * Push batching with jitter: live sync waits a random time up to `max_ms` before pushing
+     * a local edit, and edits made meanwhile go with it, so pushes are not timed to the writing.
+     * 0 (the default) pushes at once. Kept in the profile; `sync_once` is never delayed.
+     *
+     * Errors: `InvalidInput` above 600,000 ms, `Storage`.
+     */
+    suspend fun `setPushJitterMs`(`maxMs`: kotlin.ULong)
+    
+    /**
      * Records how far an article was read: `fraction_ppm` in parts per million (0 ..=
      * 1_000_000), `position` in UTF-16 code units of its body. Errors: `NotFound` (no such
      * article), `InvalidInput`.
@@ -2505,9 +2588,12 @@ public interface HavenClientInterface {
      * at any moment: while a sync runs (it is aborted), after `shutdown`, or twice (the second
      * reports zeros).
      *
+     * `log_out_first`: end this device's session on the server before wiping, waiting at most
+     * 3 s (best effort: offline or refused, the wipe goes on).
+     *
      * Errors: `Storage` when a step failed (the others were still done): call it again.
      */
-    suspend fun `wipe`(): WipeReport
+    suspend fun `wipe`(`logOutFirst`: kotlin.Boolean = false): WipeReport
     
     companion object
 }
@@ -2750,6 +2836,31 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
 
     
     /**
+     * Devices that joined the account since the alerts were last dismissed, oldest first. Each
+     * full sync round (`sync_once`, the start of live sync) checks the account's key bundle.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `deviceAlerts`() : List<DeviceJoined> {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_device_alerts(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterSequenceTypeDeviceJoined.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * This device's id, username and space.
      */
     @Throws(HavenFfiException::class)
@@ -2792,6 +2903,31 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
         { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterSequenceTypeDevice.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Forgets the device alerts (the person has seen them).
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `dismissDeviceAlerts`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_dismiss_device_alerts(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
         // Error FFI converter
         HavenFfiException.ErrorHandler,
     )
@@ -2848,6 +2984,23 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_haven_ffi_fn_method_havenclient_is_live(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Whether the journal stays on this device (see `set_local_only`). Never blocks long.
+     */
+    @Throws(HavenFfiException::class)override fun `isLocalOnly`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(HavenFfiException) { _status ->
+    UniffiLib.uniffi_haven_ffi_fn_method_havenclient_is_local_only(
         it,
         _status)
 }
@@ -3325,6 +3478,23 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
 
     
     /**
+     * The push jitter set with `set_push_jitter_ms`, in ms.
+     */
+    @Throws(HavenFfiException::class)override fun `pushJitterMs`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(HavenFfiException) { _status ->
+    UniffiLib.uniffi_haven_ffi_fn_method_havenclient_push_jitter_ms(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Adds a trusted contact (`id` = `None`) or updates one; returns its id.
      */
     @Throws(HavenFfiException::class)
@@ -3629,6 +3799,68 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
 
     
     /**
+     * Keeps the journal on this device only (`true`) or syncs it (`false`). Without an account,
+     * `true` starts a journal that is never sent anywhere (registering or logging in later moves
+     * it into the account and uploads it) and `false` fails with `NotLoggedIn`. With an
+     * account, `true` pauses the journal's syncing on this device (no live connection either)
+     * and `false` uploads what waited. The status says `LocalOnly` meanwhile.
+     *
+     * Errors: `NotLoggedIn`, `Revoked`, `Erased` (turning it off after a cut-off), `Storage`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `setLocalOnly`(`localOnly`: kotlin.Boolean) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_local_only(
+                uniffiHandle,
+                
+        FfiConverterBoolean.lower(`localOnly`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Push batching with jitter: live sync waits a random time up to `max_ms` before pushing
+     * a local edit, and edits made meanwhile go with it, so pushes are not timed to the writing.
+     * 0 (the default) pushes at once. Kept in the profile; `sync_once` is never delayed.
+     *
+     * Errors: `InvalidInput` above 600,000 ms, `Storage`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `setPushJitterMs`(`maxMs`: kotlin.ULong) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_push_jitter_ms(
+                uniffiHandle,
+                
+        FfiConverterULong.lower(`maxMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Records how far an article was read: `fraction_ppm` in parts per million (0 ..=
      * 1_000_000), `position` in UTF-16 code units of its body. Errors: `NotFound` (no such
      * article), `InvalidInput`.
@@ -3772,16 +4004,20 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
      * at any moment: while a sync runs (it is aborted), after `shutdown`, or twice (the second
      * reports zeros).
      *
+     * `log_out_first`: end this device's session on the server before wiping, waiting at most
+     * 3 s (best effort: offline or refused, the wipe goes on).
+     *
      * Errors: `Storage` when a step failed (the others were still done): call it again.
      */
     @Throws(HavenFfiException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `wipe`() : WipeReport {
+    override suspend fun `wipe`(`logOutFirst`: kotlin.Boolean) : WipeReport {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe(
                 uniffiHandle,
                 
+        FfiConverterBoolean.lower(`logOutFirst`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -4856,6 +5092,11 @@ data class ChangeSet (
      * The round ran as part of live sync (otherwise: a `sync_once`).
      */
     var `live`: kotlin.Boolean
+    , 
+    /**
+     * Devices that joined the account since this one last looked (see `device_alerts()`).
+     */
+    var `devicesJoined`: List<DeviceJoined>
     
 ){
     
@@ -4876,6 +5117,7 @@ public object FfiConverterTypeChangeSet: FfiConverterRustBuffer<ChangeSet> {
             FfiConverterSequenceString.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterSequenceTypeDeviceJoined.read(buf),
         )
     }
 
@@ -4883,7 +5125,8 @@ public object FfiConverterTypeChangeSet: FfiConverterRustBuffer<ChangeSet> {
             FfiConverterSequenceString.allocationSize(value.`changed`) +
             FfiConverterSequenceString.allocationSize(value.`deleted`) +
             FfiConverterBoolean.allocationSize(value.`journalChanged`) +
-            FfiConverterBoolean.allocationSize(value.`live`)
+            FfiConverterBoolean.allocationSize(value.`live`) +
+            FfiConverterSequenceTypeDeviceJoined.allocationSize(value.`devicesJoined`)
     )
 
     override fun write(value: ChangeSet, buf: ByteBuffer) {
@@ -4891,6 +5134,7 @@ public object FfiConverterTypeChangeSet: FfiConverterRustBuffer<ChangeSet> {
             FfiConverterSequenceString.write(value.`deleted`, buf)
             FfiConverterBoolean.write(value.`journalChanged`, buf)
             FfiConverterBoolean.write(value.`live`, buf)
+            FfiConverterSequenceTypeDeviceJoined.write(value.`devicesJoined`, buf)
     }
 }
 
@@ -5092,6 +5336,62 @@ public object FfiConverterTypeDeviceInfo: FfiConverterRustBuffer<DeviceInfo> {
             FfiConverterString.write(value.`deviceId`, buf)
             FfiConverterOptionalString.write(value.`username`, buf)
             FfiConverterOptionalString.write(value.`spaceId`, buf)
+    }
+}
+
+
+
+/**
+ * A device that joined the account after this one. Whoever added it had the password or
+ * another device to approve a link; if it is not the person's, they revoke it.
+ */
+data class DeviceJoined (
+    /**
+     * Hex.
+     */
+    var `deviceId`: kotlin.String
+    , 
+    /**
+     * The name it was given (from the verified key bundle).
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * When it was added, Unix ms, by the adding device's clock.
+     */
+    var `addedAtMs`: kotlin.Long
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDeviceJoined: FfiConverterRustBuffer<DeviceJoined> {
+    override fun read(buf: ByteBuffer): DeviceJoined {
+        return DeviceJoined(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DeviceJoined) = (
+            FfiConverterString.allocationSize(value.`deviceId`) +
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterLong.allocationSize(value.`addedAtMs`)
+    )
+
+    override fun write(value: DeviceJoined, buf: ByteBuffer) {
+            FfiConverterString.write(value.`deviceId`, buf)
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterLong.write(value.`addedAtMs`, buf)
     }
 }
 
@@ -5807,6 +6107,12 @@ data class SyncReport (
      * The server had lost data (a restore) and this device uploaded what it holds again.
      */
     var `healed`: kotlin.Boolean
+    , 
+    /**
+     * Devices that joined the account since this one last looked (also in `device_alerts()`
+     * until dismissed): show them; if one is not the person's, offer to revoke it.
+     */
+    var `devicesJoined`: List<DeviceJoined>
     
 ){
     
@@ -5831,6 +6137,7 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterSequenceString.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterSequenceTypeDeviceJoined.read(buf),
         )
     }
 
@@ -5842,7 +6149,8 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterSequenceString.allocationSize(value.`skipped`) +
             FfiConverterSequenceString.allocationSize(value.`refused`) +
             FfiConverterULong.allocationSize(value.`snapshots`) +
-            FfiConverterBoolean.allocationSize(value.`healed`)
+            FfiConverterBoolean.allocationSize(value.`healed`) +
+            FfiConverterSequenceTypeDeviceJoined.allocationSize(value.`devicesJoined`)
     )
 
     override fun write(value: SyncReport, buf: ByteBuffer) {
@@ -5854,6 +6162,7 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterSequenceString.write(value.`refused`, buf)
             FfiConverterULong.write(value.`snapshots`, buf)
             FfiConverterBoolean.write(value.`healed`, buf)
+            FfiConverterSequenceTypeDeviceJoined.write(value.`devicesJoined`, buf)
     }
 }
 
@@ -6665,7 +6974,12 @@ enum class SyncState {
     /**
      * The account was erased; this device keeps its data and stops syncing.
      */
-    ERASED;
+    ERASED,
+    /**
+     * The journal stays on this device (no account yet, or switched to local-only): only
+     * public content syncs.
+     */
+    LOCAL_ONLY;
 
     
 
@@ -6989,6 +7303,34 @@ public object FfiConverterSequenceTypeDevice: FfiConverterRustBuffer<List<Device
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeDevice.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeDeviceJoined: FfiConverterRustBuffer<List<DeviceJoined>> {
+    override fun read(buf: ByteBuffer): List<DeviceJoined> {
+        val len = buf.getInt()
+        return List<DeviceJoined>(len) {
+            FfiConverterTypeDeviceJoined.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<DeviceJoined>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeDeviceJoined.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<DeviceJoined>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeDeviceJoined.write(it, buf)
         }
     }
 }
