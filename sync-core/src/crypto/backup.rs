@@ -95,6 +95,10 @@ pub enum BackupError {
     Malformed(&'static str),
     #[error("the passphrase could not be hashed: {0}")]
     Kdf(String),
+    /// An entry's document (authentic, so written by a buggy or hostile maker) does not load as
+    /// a journal entry.
+    #[error("entry {id} of the backup is unusable: {reason}")]
+    BadEntry { id: String, reason: String },
 }
 
 /// One journal entry in a backup. `Debug` shows the id and the size, never the document.
