@@ -601,7 +601,7 @@ impl From<CoreRestore> for RestoreReport {
             merged: report.merged as u64,
             unchanged: report.unchanged as u64,
             deleted: report.deleted as u64,
-            kept_deleted: report.skipped_deleted as u64,
+            kept_deleted: report.kept_deleted as u64,
         }
     }
 }

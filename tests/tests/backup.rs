@@ -164,7 +164,7 @@ async fn a_restore_merges_concurrent_edits_and_deletions_stay_final() {
         RestoreReport {
             merged: 1,
             deleted: 1,
-            skipped_deleted: 1,
+            kept_deleted: 1,
             ..RestoreReport::default()
         }
     );
@@ -236,6 +236,66 @@ async fn a_wrong_passphrase_or_a_tampered_file_changes_nothing() {
     assert_eq!(journal(&b.haven), before);
     assert_eq!(b.haven.status().pending, pending);
     assert_eq!(b.haven.journal_get(&mine).unwrap().body, "kept");
+    server.stop().await.unwrap();
+}
+
+/// A backup sealed with the right passphrase but holding unusable entries (written by a buggy or
+/// hostile maker): the whole restore is refused, typed, before anything changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authentic_backup_with_an_unusable_entry_restores_nothing() {
+    use haven_core::crypto::backup::{open_backup, seal_backup};
+    use zeroize::Zeroizing;
+
+    let _watchdog = watchdog("backup bad entries", FLOW_LIMIT);
+    let server = server().await;
+    let a = device(&server);
+    a.haven.register("gil", PASSWORD, "phone").await.unwrap();
+    write_journal(&a.haven);
+    let good = open_backup(
+        &a.haven.backup_journal(PASSPHRASE).unwrap().file,
+        PASSPHRASE,
+    )
+    .unwrap();
+
+    let b = device(&server);
+    b.haven.register("hana", PASSWORD, "phone").await.unwrap();
+    b.haven.journal_create("Mine", "kept").unwrap();
+    let before = journal(&b.haven);
+    let pending = b.haven.status().pending;
+    let article = b.haven.articles()[0].id;
+    let random = haven_core::env::OsRandom;
+    let variants: [(
+        &str,
+        Box<dyn Fn(&mut haven_core::crypto::backup::BackupContents)>,
+    ); 3] = [
+        (
+            "not Automerge",
+            Box::new(|contents| contents.entries[1].automerge = Zeroizing::new(vec![0x85; 40])),
+        ),
+        (
+            "an article's id",
+            Box::new(move |contents| contents.entries[1].id = article),
+        ),
+        (
+            "listed twice",
+            Box::new(|contents| {
+                let twin = contents.entries[0].clone();
+                contents.entries.push(twin);
+            }),
+        ),
+    ];
+    for (what, spoil) in variants {
+        let mut contents = good.clone();
+        spoil(&mut contents);
+        let kdf = haven_core::crypto::new_kdf_params(&random);
+        let file = seal_backup(&contents, PASSPHRASE, &kdf, &random).unwrap();
+        match b.haven.restore_backup(&file, PASSPHRASE) {
+            Err(HavenError::Backup(BackupError::BadEntry { .. })) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+        assert_eq!(journal(&b.haven), before, "{what}");
+        assert_eq!(b.haven.status().pending, pending, "{what}");
+    }
     server.stop().await.unwrap();
 }
 

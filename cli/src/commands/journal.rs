@@ -470,7 +470,7 @@ fn restore(haven: &Haven, file: &Path, passphrase_stdin: bool) -> anyhow::Result
         report.merged,
         report.unchanged,
         report.deleted,
-        report.skipped_deleted
+        report.kept_deleted
     );
     if report.changed() {
         say!("`haven sync` sends them to your other devices.");

@@ -51,7 +51,7 @@ impl std::fmt::Debug for JournalBackup {
 }
 
 /// What a restore did. Restoring the same backup again gives only `unchanged` (and
-/// `skipped_deleted`).
+/// `kept_deleted`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RestoreReport {
     /// Entries this device did not have, added under their own ids.
@@ -63,7 +63,7 @@ pub struct RestoreReport {
     /// Entries here that the backup records as deleted, now deleted here too.
     pub deleted: usize,
     /// Entries of the backup deleted here: they stay deleted.
-    pub skipped_deleted: usize,
+    pub kept_deleted: usize,
 }
 
 impl RestoreReport {
@@ -193,7 +193,7 @@ impl Haven {
         let mut staged: HavenResult<()> = Ok(());
         for (id, created_at, doc) in incoming {
             if deleted_here.contains(&id) || backup_deleted.contains(&id) {
-                report.skipped_deleted += 1;
+                report.kept_deleted += 1;
                 continue;
             }
             match replica.stage_merge_entry(id, doc, &mut batch) {

@@ -160,16 +160,7 @@ impl Replica {
             )));
         }
         let keys = Self::load_account_keys(&store, &device, &meta)?;
-        let mut summaries = BTreeMap::new();
-        let scan = store.scan(Table::Summaries)?;
-        for (key, value) in scan.entries {
-            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
-                continue;
-            };
-            if let Ok(summary) = records::decode::<SummaryRecord>(&value, "summary") {
-                summaries.insert(DocId::from(doc), summary);
-            }
-        }
+        let summaries = Self::load_summaries(&store)?;
         let manifest_guard = if meta.manifest_version > 0 {
             ManifestGuard::with_last_accepted(meta.manifest_version)
         } else {
@@ -192,6 +183,19 @@ impl Replica {
             counters_changed: HashSet::new(),
             manifest_guard,
         })
+    }
+
+    fn load_summaries(store: &LocalStore) -> HavenResult<BTreeMap<DocId, SummaryRecord>> {
+        let mut summaries = BTreeMap::new();
+        for (key, value) in store.scan(Table::Summaries)?.entries {
+            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            if let Ok(summary) = records::decode::<SummaryRecord>(&value, "summary") {
+                summaries.insert(DocId::from(doc), summary);
+            }
+        }
+        Ok(summaries)
     }
 
     fn load_account_keys(
@@ -252,7 +256,8 @@ impl Replica {
     }
 
     /// Commits a batch. The in-memory caches were updated while staging; if the commit fails,
-    /// they are dropped and reread from the store, which holds exactly what was committed.
+    /// they are dropped and reread from the store, which holds exactly what was committed (the
+    /// summaries at once, the rest when next needed).
     pub(crate) fn commit(&mut self, batch: WriteBatch) -> HavenResult<()> {
         let result = self.store.commit(batch);
         if result.is_err() {
@@ -854,6 +859,11 @@ impl Replica {
     }
 
     fn drop_caches(&mut self) {
+        // Summaries are staged in memory too; if the store cannot be read now, the stale ones
+        // stay (a read of a document they list then fails as not found, nothing worse).
+        if let Ok(summaries) = Self::load_summaries(&self.store) {
+            self.summaries = summaries;
+        }
         self.docs.clear();
         self.counters.clear();
         self.device_counters.clear();
@@ -873,7 +883,13 @@ impl Replica {
         batch: &mut WriteBatch,
     ) -> HavenResult<MergeOutcome> {
         let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
-        let clash = || HavenError::Invalid(format!("{} is not a journal entry here", id.to_hex()));
+        let bad = |reason: String| {
+            HavenError::Backup(crate::crypto::backup::BackupError::BadEntry {
+                id: id.to_hex(),
+                reason,
+            })
+        };
+        let clash = || bad("its id belongs to another kind of document here".into());
         if self
             .summaries
             .get(&id)
@@ -905,7 +921,7 @@ impl Replica {
         cached
             .doc
             .apply_changes(missing.clone())
-            .map_err(|error| HavenError::Invalid(format!("merging {}: {error}", id.to_hex())))?;
+            .map_err(|error| bad(format!("its changes do not apply: {error}")))?;
         self.stage_outbox_changes(&space, &id, &missing, batch)?;
         self.stage_doc(&id, batch)?;
         self.stage_summary(&id, batch)?;
