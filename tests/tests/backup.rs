@@ -239,6 +239,9 @@ async fn a_wrong_passphrase_or_a_tampered_file_changes_nothing() {
     server.stop().await.unwrap();
 }
 
+/// A change made to a backup's contents before it is sealed again.
+type Spoil = Box<dyn Fn(&mut haven_core::crypto::backup::BackupContents)>;
+
 /// A backup sealed with the right passphrase but holding unusable entries (written by a buggy or
 /// hostile maker): the whole restore is refused, typed, before anything changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,10 +267,7 @@ async fn an_authentic_backup_with_an_unusable_entry_restores_nothing() {
     let pending = b.haven.status().pending;
     let article = b.haven.articles()[0].id;
     let random = haven_core::env::OsRandom;
-    let variants: [(
-        &str,
-        Box<dyn Fn(&mut haven_core::crypto::backup::BackupContents)>,
-    ); 3] = [
+    let variants: [(&str, Spoil); 3] = [
         (
             "not Automerge",
             Box::new(|contents| contents.entries[1].automerge = Zeroizing::new(vec![0x85; 40])),
