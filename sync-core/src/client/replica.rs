@@ -778,7 +778,7 @@ impl Replica {
     /// Replaces an entry by a copy with no past: a new document (new id) holding the entry as
     /// it reads now, in one change; the index lists the copy and deletes the original, whose
     /// tombstone is queued and whose every local trace goes ([`Replica::stage_tombstone`]). One
-    /// commit: a crash leaves either both entries' old state or the copy alone.
+    /// commit: a crash leaves either the original or the copy, never both or neither.
     pub(crate) fn purge_history(&mut self, id: DocId) -> HavenResult<DocId> {
         let not_found = || HavenError::NotFound {
             what: "journal entry",
