@@ -4,47 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use haven_core::client::backup::RestoreReport;
 use haven_core::crypto::backup::BackupError;
 use haven_core::documents::JournalEntry;
-use haven_core::local_store::KeyStore;
 use haven_core::{Haven, HavenError};
 use haven_protocol::DocId;
-use haven_tests::{
-    TestServer, memory_keystore, open_profile, spawn_server, test_options, watchdog,
-};
+use haven_tests::{TestServer, device, watchdog};
 
 const PASSWORD: &str = "correct horse battery staple";
 const PASSPHRASE: &str = "seven quiet lanterns over the bay";
 const FLOW_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-async fn server() -> TestServer {
-    spawn_server(
-        Arc::new(haven_server::store::memory::MemoryStore::new()),
-        test_options(),
-    )
-    .await
-    .unwrap()
-}
-
-struct Device {
-    _dir: tempfile::TempDir,
-    _keys: Arc<dyn KeyStore>,
-    haven: Haven,
-}
-
-fn device(server: &TestServer) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = memory_keystore();
-    let haven = open_profile(dir.path(), &keys, &server.url).unwrap();
-    Device {
-        _dir: dir,
-        _keys: keys,
-        haven,
-    }
-}
 
 /// Every entry, whole, by id.
 fn journal(haven: &Haven) -> BTreeMap<DocId, JournalEntry> {
@@ -79,7 +49,7 @@ fn write_journal(haven: &Haven) -> Vec<DocId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_on_a_fresh_profile_and_reaches_its_other_devices() {
     let _watchdog = watchdog("backup round trip", FLOW_LIMIT);
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let a = device(&server);
     a.haven.register("ana", PASSWORD, "phone").await.unwrap();
     let ids = write_journal(&a.haven);
@@ -138,7 +108,7 @@ async fn a_backup_restores_on_a_fresh_profile_and_reaches_its_other_devices() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_merges_concurrent_edits_and_deletions_stay_final() {
     let _watchdog = watchdog("backup merge", FLOW_LIMIT);
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let (d1, d2) = (device(&server), device(&server));
     d1.haven.register("cara", PASSWORD, "phone").await.unwrap();
     let shared = d1.haven.journal_create("Shared", "middle").unwrap();
@@ -193,7 +163,7 @@ async fn a_restore_merges_concurrent_edits_and_deletions_stay_final() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_passphrase_or_a_tampered_file_changes_nothing() {
     let _watchdog = watchdog("backup refusals", FLOW_LIMIT);
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let a = device(&server);
     a.haven.register("dana", PASSWORD, "phone").await.unwrap();
     write_journal(&a.haven);
@@ -250,7 +220,7 @@ async fn an_authentic_backup_with_an_unusable_entry_restores_nothing() {
     use zeroize::Zeroizing;
 
     let _watchdog = watchdog("backup bad entries", FLOW_LIMIT);
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let a = device(&server);
     a.haven.register("gil", PASSWORD, "phone").await.unwrap();
     write_journal(&a.haven);
@@ -302,7 +272,7 @@ async fn an_authentic_backup_with_an_unusable_entry_restores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purging_history_leaves_a_copy_with_one_revision_on_every_device() {
     let _watchdog = watchdog("purge history", FLOW_LIMIT);
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let (d1, d2) = (device(&server), device(&server));
     d1.haven.register("fern", PASSWORD, "phone").await.unwrap();
     d2.haven.login("fern", PASSWORD, "laptop").await.unwrap();
