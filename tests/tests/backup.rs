@@ -105,6 +105,30 @@ async fn a_backup_restores_on_a_fresh_profile_and_reaches_its_other_devices() {
     server.stop().await.unwrap();
 }
 
+/// A backup needs neither the server nor a live account: a device whose account was erased keeps
+/// its journal, backs it up with the server gone, and the file restores on another server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_accounts_device_backs_up_offline() {
+    let _watchdog = watchdog("backup offline", FLOW_LIMIT);
+    let server = TestServer::start().await.unwrap();
+    let a = device(&server);
+    a.haven.register("ines", PASSWORD, "phone").await.unwrap();
+    write_journal(&a.haven);
+    a.haven.sync_once().await.unwrap();
+    a.haven.delete_account(PASSWORD).await.unwrap();
+    server.stop().await.unwrap();
+    let backup = a.haven.backup_journal(PASSPHRASE).unwrap();
+    assert_eq!(backup.entries, 2);
+
+    let elsewhere = TestServer::start().await.unwrap();
+    let b = device(&elsewhere);
+    b.haven.register("ines", PASSWORD, "phone").await.unwrap();
+    let report = b.haven.restore_backup(&backup.file, PASSPHRASE).unwrap();
+    assert_eq!(report.added, 2);
+    assert_eq!(journal(&b.haven), journal(&a.haven));
+    elsewhere.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_merges_concurrent_edits_and_deletions_stay_final() {
     let _watchdog = watchdog("backup merge", FLOW_LIMIT);
