@@ -2,8 +2,9 @@
 //! local user and kept in shell history).
 //!
 //! A password comes from, in order: the environment (`HAVEN_PASSWORD`; a new account's from
-//! `HAVEN_NEW_PASSWORD`, falling back to `HAVEN_PASSWORD`), the first line of stdin with
-//! `--password-stdin`, or a hidden prompt when stdin is a terminal. Strings holding a password
+//! `HAVEN_NEW_PASSWORD`, falling back to `HAVEN_PASSWORD`; a backup's from
+//! `HAVEN_BACKUP_PASSPHRASE`), the first line of stdin with `--password-stdin` /
+//! `--passphrase-stdin`, or a hidden prompt when stdin is a terminal. Strings holding a password
 //! are zeroised when dropped.
 
 use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
@@ -97,6 +98,33 @@ pub(crate) fn recovery_phrase() -> anyhow::Result<Zeroizing<String>> {
         return prompt_hidden("Recovery phrase (24 words): ");
     }
     read_stdin_line("the recovery phrase")
+}
+
+pub(crate) const BACKUP_PASSPHRASE_ENV: &str = "HAVEN_BACKUP_PASSPHRASE";
+
+/// A backup's passphrase: from `HAVEN_BACKUP_PASSPHRASE`, the first line of stdin with
+/// `--passphrase-stdin`, or a hidden prompt (asked twice for a new backup, where a typo would
+/// make the file unreadable).
+pub(crate) fn backup_passphrase(new: bool, stdin: bool) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(passphrase) = from_env(BACKUP_PASSPHRASE_ENV)? {
+        return Ok(passphrase);
+    }
+    if stdin {
+        return read_stdin_line("the backup passphrase");
+    }
+    if interactive() {
+        let first = prompt_hidden("Backup passphrase: ")?;
+        if new {
+            let again = prompt_hidden("The same passphrase again: ")?;
+            if first != again {
+                bail!("the two passphrases differ; nothing was done");
+            }
+        }
+        return Ok(first);
+    }
+    bail!(
+        "no backup passphrase: set {BACKUP_PASSPHRASE_ENV}, pass --passphrase-stdin, or run on a terminal to be asked"
+    )
 }
 
 fn from_env(name: &str) -> anyhow::Result<Option<Zeroizing<String>>> {

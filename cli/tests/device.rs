@@ -98,6 +98,7 @@ impl Device {
             .env_remove("HAVEN_PASSWORD")
             .env_remove("HAVEN_NEW_PASSWORD")
             .env_remove("HAVEN_RECOVERY_PHRASE")
+            .env_remove("HAVEN_BACKUP_PASSPHRASE")
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -1018,4 +1019,87 @@ fn a_local_only_journal_from_the_command_line() {
     );
     let data = server.stop();
     assert_no_canary(data.path());
+}
+
+/// `journal backup`, `journal restore` and `journal purge-history`: the backup is ciphertext in a
+/// private file, restores on another account's profile, twice without effect; a wrong or missing
+/// passphrase is a one-line refusal; a purged entry's copy has one revision.
+#[test]
+fn journal_backup_restore_and_purge_history() {
+    const PASSPHRASE: &str = "seven quiet lanterns over the bay";
+    let server = Server::start();
+    let a = Device::new(&server.url);
+    assert_success(&a.register("backup-owner", false), &["account", "register"]);
+    let id = a
+        .ok(&["journal", "add", "--title", "Kept", "--body", CANARY])
+        .trim()
+        .to_owned();
+    a.ok(&["journal", "edit", &id, "--append", " and more"]);
+    let file = a.home.path().join("journal.havenbackup");
+    let path = file.to_str().unwrap();
+
+    assert_one_line_error(
+        &a.run(&["journal", "backup", "--out", path]),
+        "HAVEN_BACKUP_PASSPHRASE",
+    );
+    let output = a.run_with_env(
+        &["journal", "backup", "--out", path],
+        &[("HAVEN_BACKUP_PASSPHRASE", PASSPHRASE)],
+    );
+    assert_success(&output, &["journal", "backup"]);
+    assert!(stderr(&output).contains("encrypted"), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Backed up 1 entries"));
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"HAVENBAK"));
+    assert!(
+        !bytes
+            .windows(CANARY.len())
+            .any(|window| window == CANARY.as_bytes())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Another account restores it (the passphrase from stdin), twice.
+    let b = Device::new(&server.url);
+    assert_success(&b.register("backup-heir", false), &["account", "register"]);
+    assert_one_line_error(
+        &b.run_with_env(
+            &["journal", "restore", path],
+            &[(
+                "HAVEN_BACKUP_PASSPHRASE",
+                "seven quiet lanterns over the sea",
+            )],
+        ),
+        "wrong passphrase",
+    );
+    let restore = ["journal", "restore", path, "--passphrase-stdin"];
+    let output = b.run_with_stdin(&restore, &format!("{PASSPHRASE}\n"));
+    assert_success(&output, &restore);
+    assert!(
+        stdout(&output).contains("1 added, 0 merged"),
+        "{}",
+        stdout(&output)
+    );
+    let shown = b.json(&["journal", "show", &id, "--json"]);
+    assert_eq!(shown["body"], format!("{CANARY} and more"));
+    let output = b.run_with_stdin(&restore, &format!("{PASSPHRASE}\n"));
+    assert!(
+        stdout(&output).contains("0 added, 0 merged, 1 already here"),
+        "{}",
+        stdout(&output)
+    );
+
+    // Purge: the copy's id alone on stdout, one revision, the old entry gone.
+    let copy = b.ok(&["journal", "purge-history", &id]).trim().to_owned();
+    assert_eq!(copy.len(), 32, "{copy:?}");
+    assert_ne!(copy, id);
+    let history = b.json(&["journal", "history", &copy, "--json"]);
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(entry_ids(&b.json(&["journal", "list", "--json"])), [copy]);
+    assert_one_line_error(&b.run(&["journal", "show", &id]), "no journal entry");
+    server.stop();
 }

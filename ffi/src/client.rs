@@ -21,9 +21,9 @@ use crate::error::{FfiResult, HavenFfiError};
 use crate::log::{LogLevel, log};
 use crate::records::{
     Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, Device, DeviceInfo, DeviceJoined,
-    EntryChange, EntrySummary, ExportFormat, ExportReport, JournalEntry, LinkOffer,
-    ReadingProgress, ReadingState, Registration, ResourceList, SavedResources, SyncReport,
-    SyncStatus, WipeReport, parse_id,
+    EntryChange, EntrySummary, ExportFormat, ExportReport, JournalBackup, JournalEntry, LinkOffer,
+    ReadingProgress, ReadingState, Registration, ResourceList, RestoreReport, SavedResources,
+    SyncReport, SyncStatus, WipeReport, parse_id,
 };
 use crate::runtime::{self, guard, lock};
 use crate::text;
@@ -700,6 +700,21 @@ impl HavenClient {
         .await
     }
 
+    /// Replaces an entry by a copy without its edit history (a new document holding it as it
+    /// reads now, in one revision) and deletes the old one, in one commit; returns the copy's
+    /// id. The old entry's history leaves this device's store at once, the server and the
+    /// other devices at the next sync (the server keeps its tombstone and the old envelopes'
+    /// ids; its storage engine may keep their ciphertext until it compacts).
+    ///
+    /// Errors: `InvalidInput` (not an id), `NotFound`, `NotLoggedIn`.
+    pub async fn journal_purge_history(&self, id: String) -> FfiResult<String> {
+        let doc = parse_id(&id)?;
+        self.blocking("journal_purge_history", move |haven| {
+            Ok(haven.journal_purge_history(&doc)?.to_hex())
+        })
+        .await
+    }
+
     /// An entry's edit history, oldest first.
     pub async fn journal_history(&self, id: String) -> FfiResult<Vec<EntryChange>> {
         let doc = parse_id(&id)?;
@@ -959,6 +974,42 @@ impl HavenClient {
                 format.into(),
                 std::path::Path::new(&out_dir),
             )?))
+        })
+        .await
+    }
+
+    /// Seals the whole journal (every entry with its full history, and its deletions) under
+    /// `passphrase` into one backup file's bytes; show `backup_notice()`. Works offline and
+    /// without an account's keys. Takes one Argon2id (about a second of CPU), on a library
+    /// thread.
+    ///
+    /// Errors: `InvalidInput` (a passphrase below the password strength floor), `Storage`.
+    pub async fn backup_journal(&self, passphrase: String) -> FfiResult<JournalBackup> {
+        self.blocking("backup_journal", move |haven| {
+            let passphrase = zeroize::Zeroizing::new(passphrase);
+            Ok(JournalBackup::from(haven.backup_journal(&passphrase)?))
+        })
+        .await
+    }
+
+    /// Merges a backup made by `backup_journal` (on any profile, of any account) into the
+    /// journal here: missing entries are added under their ids and queued for sync, entries
+    /// both have are merged (no word lost on either side), entries deleted here stay deleted,
+    /// entries the backup records as deleted are deleted here. Restoring twice changes nothing.
+    /// Takes one Argon2id. All or nothing: on any error nothing changed.
+    ///
+    /// Errors: `Backup` (wrong passphrase, damaged, altered, not a backup, too large, weak
+    /// parameters, a newer format), `NotLoggedIn`, `Storage`.
+    pub async fn restore_backup(
+        &self,
+        data: Vec<u8>,
+        passphrase: String,
+    ) -> FfiResult<RestoreReport> {
+        self.blocking("restore_backup", move |haven| {
+            let passphrase = zeroize::Zeroizing::new(passphrase);
+            Ok(RestoreReport::from(
+                haven.restore_backup(&data, &passphrase)?,
+            ))
         })
         .await
     }

@@ -54,6 +54,10 @@ pub enum HavenFfiError {
     /// a profile already open elsewhere.
     #[error("storage: {reason}")]
     Storage { reason: String },
+    /// A backup could not be opened or made: a wrong passphrase, a damaged or altered file, not a
+    /// Haven backup, one too large, or one made by a newer version. Nothing was changed.
+    #[error("backup: {reason}")]
+    Backup { reason: String },
     /// The client was closed or wiped; open a new one.
     #[error("closed: {reason}")]
     Closed { reason: String },
@@ -108,6 +112,7 @@ impl From<HavenError> for HavenFfiError {
             HavenError::ProfileInUse => Self::Storage { reason },
             HavenError::Store(store) => from_store(store, reason),
             HavenError::Crypto(_) | HavenError::Protocol(_) => Self::Internal { reason },
+            HavenError::Backup(_) => Self::Backup { reason },
             HavenError::Document(document) => match document {
                 haven_core::documents::DocumentError::Invalid { .. }
                 | haven_core::documents::DocumentError::OutOfRange { .. } => {
@@ -185,6 +190,12 @@ mod tests {
                 }
             ))),
             HavenFfiError::KeyStore { .. }
+        ));
+        assert!(matches!(
+            HavenFfiError::from(HavenError::Backup(
+                haven_core::crypto::backup::BackupError::WrongPassphrase
+            )),
+            HavenFfiError::Backup { .. }
         ));
         assert!(matches!(
             HavenFfiError::from(HavenError::Store(LocalStoreError::WrongDataKey)),

@@ -42,9 +42,9 @@ pub use error::HavenFfiError;
 pub use log::{LogLevel, Logger, set_logger};
 pub use records::{
     Article, ArticleSummary, Bookmark, ChangeSet, ClientConfig, DeviceInfo, DeviceJoined,
-    EntryChange, EntrySummary, ExportFormat, ExportReport, JournalEntry, ReadingProgress,
-    ReadingState, Registration, Resource, ResourceList, SavedResource, SavedResources, SyncReport,
-    SyncState, SyncStatus, TrustedContact, WipeReport,
+    EntryChange, EntrySummary, ExportFormat, ExportReport, JournalBackup, JournalEntry,
+    ReadingProgress, ReadingState, Registration, Resource, ResourceList, RestoreReport,
+    SavedResource, SavedResources, SyncReport, SyncState, SyncStatus, TrustedContact, WipeReport,
 };
 
 /// This library's version (`major.minor.patch`).
@@ -57,6 +57,13 @@ pub fn core_version() -> String {
 #[uniffi::export]
 pub fn plaintext_export_warning() -> String {
     haven_core::client::export::PLAINTEXT_WARNING.to_owned()
+}
+
+/// What to show next to a backup: it is encrypted, and a forgotten passphrase cannot be
+/// recovered.
+#[uniffi::export]
+pub fn backup_notice() -> String {
+    haven_core::client::backup::BACKUP_NOTICE.to_owned()
 }
 
 /// Panic wipe of a profile that cannot be (or is not) open: destroys the platform key through

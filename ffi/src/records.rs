@@ -2,6 +2,7 @@
 //! milliseconds unless a field says otherwise; text positions are UTF-16 code units (what Kotlin
 //! `String` / Android `Editable` / `NSString` / `NSRange` count). No Automerge type crosses.
 
+use haven_core::client::backup::{JournalBackup as CoreBackup, RestoreReport as CoreRestore};
 use haven_core::client::export::{ExportFormat as CoreExportFormat, ExportReport as CoreExport};
 use haven_core::client::{
     ArticleSummary as CoreArticleSummary, DeviceSummary as CoreDeviceSummary,
@@ -579,6 +580,60 @@ impl From<CoreExport> for ExportReport {
                 .map(|path| path.to_string_lossy().into_owned())
                 .collect(),
             entries: r.entries as u64,
+        }
+    }
+}
+
+/// An encrypted backup of the journal (see `backup_notice`): the file's bytes, ciphertext only,
+/// safe to write anywhere the user chooses.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct JournalBackup {
+    pub data: Vec<u8>,
+    pub entries: u64,
+}
+
+impl std::fmt::Debug for JournalBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalBackup")
+            .field("bytes", &self.data.len())
+            .field("entries", &self.entries)
+            .finish()
+    }
+}
+
+impl From<CoreBackup> for JournalBackup {
+    fn from(backup: CoreBackup) -> Self {
+        Self {
+            entries: backup.entries as u64,
+            data: backup.file,
+        }
+    }
+}
+
+/// What `restore_backup` did. Restoring the same backup again gives only `unchanged` (and
+/// `kept_deleted`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RestoreReport {
+    /// Entries this device did not have, added (and queued for sync).
+    pub added: u64,
+    /// Entries both had, into which the backup brought edits this device lacked.
+    pub merged: u64,
+    /// Entries already here with everything the backup holds.
+    pub unchanged: u64,
+    /// Entries here that the backup records as deleted, deleted here too.
+    pub deleted: u64,
+    /// Entries of the backup that were deleted here: they stay deleted.
+    pub kept_deleted: u64,
+}
+
+impl From<CoreRestore> for RestoreReport {
+    fn from(report: CoreRestore) -> Self {
+        Self {
+            added: report.added as u64,
+            merged: report.merged as u64,
+            unchanged: report.unchanged as u64,
+            deleted: report.deleted as u64,
+            kept_deleted: report.kept_deleted as u64,
         }
     }
 }

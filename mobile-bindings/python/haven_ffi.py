@@ -525,6 +525,8 @@ def _uniffi_check_contract_api_version(lib):
         raise InternalError("UniFFI contract version mismatch: try cleaning and rebuilding your project")
 
 def _uniffi_check_api_checksums(lib):
+    if lib.uniffi_haven_ffi_checksum_func_backup_notice() != 36737:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_func_core_version() != 14717:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_func_plaintext_export_warning() != 54075:
@@ -540,6 +542,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_haven_ffi_checksum_method_havenclient_article() != 24441:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_articles() != 49947:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_backup_journal() != 59690:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_cancel() != 19189:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -574,6 +578,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_haven_ffi_checksum_method_havenclient_journal_history() != 62095:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_journal_list() != 24237:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_journal_purge_history() != 51165:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_journal_set_body() != 24021:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -612,6 +618,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_haven_ffi_checksum_method_havenclient_remove_saved_resource() != 24476:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_resources() != 21937:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_restore_backup() != 36413:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_resume_live() != 62412:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -682,6 +690,9 @@ _UniffiLib.ffi_haven_ffi_rustbuffer_reserve.restype = _UniffiRustBuffer
 _UniffiLib.ffi_haven_ffi_uniffi_contract_version.argtypes = (
 )
 _UniffiLib.ffi_haven_ffi_uniffi_contract_version.restype = ctypes.c_uint32
+_UniffiLib.uniffi_haven_ffi_checksum_func_backup_notice.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_func_backup_notice.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_func_core_version.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_func_core_version.restype = ctypes.c_uint16
@@ -706,6 +717,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_article.restype = ctypes
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_articles.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_articles.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_backup_journal.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_backup_journal.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_cancel.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_cancel.restype = ctypes.c_uint16
@@ -757,6 +771,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_history.restype 
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_list.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_list.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_purge_history.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_purge_history.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_set_body.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_journal_set_body.restype = ctypes.c_uint16
@@ -814,6 +831,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_remove_saved_resource.re
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_resources.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_resources.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_restore_backup.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_restore_backup.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_resume_live.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_resume_live.restype = ctypes.c_uint16
@@ -874,6 +894,10 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_keystore_delete.restype = ctypes.c_u
 _UniffiLib.uniffi_haven_ffi_checksum_method_logger_log.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_logger_log.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_fn_func_backup_notice.argtypes = (
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_haven_ffi_fn_func_backup_notice.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_haven_ffi_fn_func_core_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -913,6 +937,11 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_articles.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_articles.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_backup_journal.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_backup_journal.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_cancel.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -997,6 +1026,11 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_list.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_list.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_purge_history.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_purge_history.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_set_body.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1110,6 +1144,12 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_resources.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_resources.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_restore_backup.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_restore_backup.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_resume_live.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -2472,6 +2512,66 @@ class _UniffiFfiConverterTypeExportReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceString.write(value.files, buf)
         _UniffiFfiConverterUInt64.write(value.entries, buf)
 
+class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative byte string length")
+        return buf.read(size)
+
+    @staticmethod
+    def check_lower(value):
+        try:
+            memoryview(value)
+        except TypeError:
+            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i32(len(value))
+        buf.write(value)
+
+@dataclass
+class JournalBackup:
+    """
+    An encrypted backup of the journal (see `backup_notice`): the file's bytes, ciphertext only,
+    safe to write anywhere the user chooses.
+"""
+    def __init__(self, *, data:bytes, entries:int):
+        self.data = data
+        self.entries = entries
+        
+        
+
+    
+    def __str__(self):
+        return "JournalBackup(data={}, entries={})".format(self.data, self.entries)
+    def __eq__(self, other):
+        if self.data != other.data:
+            return False
+        if self.entries != other.entries:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeJournalBackup(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return JournalBackup(
+            data=_UniffiFfiConverterBytes.read(buf),
+            entries=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterBytes.check_lower(value.data)
+        _UniffiFfiConverterUInt64.check_lower(value.entries)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterBytes.write(value.data, buf)
+        _UniffiFfiConverterUInt64.write(value.entries, buf)
+
 @dataclass
 class JournalEntry:
     """
@@ -2948,6 +3048,64 @@ class _UniffiFfiConverterTypeResourceList(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.write(value.title, buf)
         _UniffiFfiConverterString.write(value.region, buf)
         _UniffiFfiConverterSequenceTypeResource.write(value.resources, buf)
+
+@dataclass
+class RestoreReport:
+    """
+    What `restore_backup` did. Restoring the same backup again gives only `unchanged` (and
+    `kept_deleted`).
+"""
+    def __init__(self, *, added:int, merged:int, unchanged:int, deleted:int, kept_deleted:int):
+        self.added = added
+        self.merged = merged
+        self.unchanged = unchanged
+        self.deleted = deleted
+        self.kept_deleted = kept_deleted
+        
+        
+
+    
+    def __str__(self):
+        return "RestoreReport(added={}, merged={}, unchanged={}, deleted={}, kept_deleted={})".format(self.added, self.merged, self.unchanged, self.deleted, self.kept_deleted)
+    def __eq__(self, other):
+        if self.added != other.added:
+            return False
+        if self.merged != other.merged:
+            return False
+        if self.unchanged != other.unchanged:
+            return False
+        if self.deleted != other.deleted:
+            return False
+        if self.kept_deleted != other.kept_deleted:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeRestoreReport(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return RestoreReport(
+            added=_UniffiFfiConverterUInt64.read(buf),
+            merged=_UniffiFfiConverterUInt64.read(buf),
+            unchanged=_UniffiFfiConverterUInt64.read(buf),
+            deleted=_UniffiFfiConverterUInt64.read(buf),
+            kept_deleted=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.added)
+        _UniffiFfiConverterUInt64.check_lower(value.merged)
+        _UniffiFfiConverterUInt64.check_lower(value.unchanged)
+        _UniffiFfiConverterUInt64.check_lower(value.deleted)
+        _UniffiFfiConverterUInt64.check_lower(value.kept_deleted)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.added, buf)
+        _UniffiFfiConverterUInt64.write(value.merged, buf)
+        _UniffiFfiConverterUInt64.write(value.unchanged, buf)
+        _UniffiFfiConverterUInt64.write(value.deleted, buf)
+        _UniffiFfiConverterUInt64.write(value.kept_deleted, buf)
 
 @dataclass
 class SavedResource:
@@ -3708,6 +3866,21 @@ class HavenFfiError:  # type: ignore
         def __repr__(self):
             return "HavenFfiError.Storage({})".format(str(self))
     _UniffiTempHavenFfiError.Storage = Storage # type: ignore
+    class Backup(_UniffiTempHavenFfiError):
+        """
+        A backup could not be opened or made: a wrong passphrase, a damaged or altered file, not a
+        Haven backup, one too large, or one made by a newer version. Nothing was changed.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "HavenFfiError.Backup({})".format(str(self))
+    _UniffiTempHavenFfiError.Backup = Backup # type: ignore
     class Closed(_UniffiTempHavenFfiError):
         """
         The client was closed or wiped; open a new one.
@@ -3795,10 +3968,14 @@ class _UniffiFfiConverterTypeHavenFfiError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 13:
-            return HavenFfiError.Closed(
+            return HavenFfiError.Backup(
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 14:
+            return HavenFfiError.Closed(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 15:
             return HavenFfiError.Internal(
                 _UniffiFfiConverterString.read(buf),
             )
@@ -3840,6 +4017,9 @@ class _UniffiFfiConverterTypeHavenFfiError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, HavenFfiError.Storage):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, HavenFfiError.Backup):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, HavenFfiError.Closed):
@@ -3887,11 +4067,14 @@ class _UniffiFfiConverterTypeHavenFfiError(_UniffiConverterRustBuffer):
         if isinstance(value, HavenFfiError.Storage):
             buf.write_i32(12)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, HavenFfiError.Closed):
+        if isinstance(value, HavenFfiError.Backup):
             buf.write_i32(13)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, HavenFfiError.Internal):
+        if isinstance(value, HavenFfiError.Closed):
             buf.write_i32(14)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, HavenFfiError.Internal):
+            buf.write_i32(15)
             _UniffiFfiConverterString.write(value.reason, buf)
 
 
@@ -4437,6 +4620,16 @@ class HavenClientProtocol(typing.Protocol):
         Articles, newest first. Works offline (bundled content) and without an account.
 """
         raise NotImplementedError
+    async def backup_journal(self, passphrase: str) -> JournalBackup:
+        """
+        Seals the whole journal (every entry with its full history, and its deletions) under
+        `passphrase` into one backup file's bytes; show `backup_notice()`. Works offline and
+        without an account's keys. Takes one Argon2id (about a second of CPU), on a library
+        thread.
+
+        Errors: `InvalidInput` (a passphrase below the password strength floor), `Storage`.
+"""
+        raise NotImplementedError
     def cancel(self, ) -> int:
         """
         Aborts every operation of this client that is in flight (a sync, a login, a store call
@@ -4532,6 +4725,17 @@ class HavenClientProtocol(typing.Protocol):
     async def journal_list(self, ) -> typing.List[EntrySummary]:
         """
         Entries, most recently updated first.
+"""
+        raise NotImplementedError
+    async def journal_purge_history(self, id: str) -> str:
+        """
+        Replaces an entry by a copy without its edit history (a new document holding it as it
+        reads now, in one revision) and deletes the old one, in one commit; returns the copy's
+        id. The old entry's history leaves this device's store at once, the server and the
+        other devices at the next sync (the server keeps its tombstone and the old envelopes'
+        ids; its storage engine may keep their ciphertext until it compacts).
+
+        Errors: `InvalidInput` (not an id), `NotFound`, `NotLoggedIn`.
 """
         raise NotImplementedError
     async def journal_set_body(self, id: str,body: str) -> None:
@@ -4647,6 +4851,18 @@ class HavenClientProtocol(typing.Protocol):
         """
         Resource lists (hotlines, services), optionally only one region's (`US`,
         `campus:<name>`, `city:<name>`; case-insensitive). Works offline.
+"""
+        raise NotImplementedError
+    async def restore_backup(self, data: bytes,passphrase: str) -> RestoreReport:
+        """
+        Merges a backup made by `backup_journal` (on any profile, of any account) into the
+        journal here: missing entries are added under their ids and queued for sync, entries
+        both have are merged (no word lost on either side), entries deleted here stay deleted,
+        entries the backup records as deleted are deleted here. Restoring twice changes nothing.
+        Takes one Argon2id. All or nothing: on any error nothing changed.
+
+        Errors: `Backup` (wrong passphrase, damaged, altered, not a backup, too large, weak
+        parameters, a newer format), `NotLoggedIn`, `Storage`.
 """
         raise NotImplementedError
     def resume_live(self, ) -> None:
@@ -4845,6 +5061,31 @@ class HavenClient(HavenClientProtocol):
         _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
         return await _uniffi_rust_call_async(
             _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_articles(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    async def backup_journal(self, passphrase: str) -> JournalBackup:
+        """
+        Seals the whole journal (every entry with its full history, and its deletions) under
+        `passphrase` into one backup file's bytes; show `backup_notice()`. Works offline and
+        without an account's keys. Takes one Argon2id (about a second of CPU), on a library
+        thread.
+
+        Errors: `InvalidInput` (a passphrase below the password strength floor), `Storage`.
+"""
+        
+        _UniffiFfiConverterString.check_lower(passphrase)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(passphrase),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeJournalBackup.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_backup_journal(*_uniffi_lowered_args),
             _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
@@ -5174,6 +5415,32 @@ class HavenClient(HavenClientProtocol):
         _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
         return await _uniffi_rust_call_async(
             _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_list(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    async def journal_purge_history(self, id: str) -> str:
+        """
+        Replaces an entry by a copy without its edit history (a new document holding it as it
+        reads now, in one revision) and deletes the old one, in one commit; returns the copy's
+        id. The old entry's history leaves this device's store at once, the server and the
+        other devices at the next sync (the server keeps its tombstone and the old envelopes'
+        ids; its storage engine may keep their ciphertext until it compacts).
+
+        Errors: `InvalidInput` (not an id), `NotFound`, `NotLoggedIn`.
+"""
+        
+        _UniffiFfiConverterString.check_lower(id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(id),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_purge_history(*_uniffi_lowered_args),
             _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
@@ -5619,6 +5886,36 @@ class HavenClient(HavenClientProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    async def restore_backup(self, data: bytes,passphrase: str) -> RestoreReport:
+        """
+        Merges a backup made by `backup_journal` (on any profile, of any account) into the
+        journal here: missing entries are added under their ids and queued for sync, entries
+        both have are merged (no word lost on either side), entries deleted here stay deleted,
+        entries the backup records as deleted are deleted here. Restoring twice changes nothing.
+        Takes one Argon2id. All or nothing: on any error nothing changed.
+
+        Errors: `Backup` (wrong passphrase, damaged, altered, not a backup, too large, weak
+        parameters, a newer format), `NotLoggedIn`, `Storage`.
+"""
+        
+        _UniffiFfiConverterBytes.check_lower(data)
+
+        _UniffiFfiConverterString.check_lower(passphrase)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBytes.lower(data),
+            _UniffiFfiConverterString.lower(passphrase),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeRestoreReport.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_restore_backup(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     def resume_live(self, ) -> None:
         """
         Starts live sync again if `pause_live` stopped it (app back in the foreground).
@@ -5967,26 +6264,6 @@ class _UniffiFfiConverterTypeHavenClient:
     @classmethod
     def write(cls, value: HavenClient, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
-
-class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
-    @staticmethod
-    def read(buf):
-        size = buf.read_i32()
-        if size < 0:
-            raise InternalError("Unexpected negative byte string length")
-        return buf.read(size)
-
-    @staticmethod
-    def check_lower(value):
-        try:
-            memoryview(value)
-        except TypeError:
-            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_i32(len(value))
-        buf.write(value)
 
 
 class KeyStore():
@@ -6404,6 +6681,21 @@ class _UniffiFfiConverterOptionalTypeLogger(_UniffiConverterRustBuffer):
             return _UniffiFfiConverterTypeLogger.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
+def backup_notice() -> str:
+    """
+    What to show next to a backup: it is encrypted, and a forgotten passphrase cannot be
+    recovered.
+"""
+    _uniffi_lowered_args = (
+    )
+    _uniffi_lift_return = _UniffiFfiConverterString.lift
+    _uniffi_error_converter = None
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_haven_ffi_fn_func_backup_notice,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 def core_version() -> str:
     """
     This library's version (`major.minor.patch`).
@@ -6494,6 +6786,7 @@ __all__ = [
     "EntryChange",
     "EntrySummary",
     "ExportReport",
+    "JournalBackup",
     "JournalEntry",
     "LinkOffer",
     "ReadingProgress",
@@ -6501,12 +6794,14 @@ __all__ = [
     "Registration",
     "Resource",
     "ResourceList",
+    "RestoreReport",
     "SavedResource",
     "TrustedContact",
     "SavedResources",
     "SyncReport",
     "SyncStatus",
     "WipeReport",
+    "backup_notice",
     "core_version",
     "plaintext_export_warning",
     "set_logger",

@@ -901,6 +901,16 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func articles() async throws  -> [ArticleSummary]
     
     /**
+     * Seals the whole journal (every entry with its full history, and its deletions) under
+     * `passphrase` into one backup file's bytes; show `backup_notice()`. Works offline and
+     * without an account's keys. Takes one Argon2id (about a second of CPU), on a library
+     * thread.
+     *
+     * Errors: `InvalidInput` (a passphrase below the password strength floor), `Storage`.
+     */
+    func backupJournal(passphrase: String) async throws  -> JournalBackup
+    
+    /**
      * Aborts every operation of this client that is in flight (a sync, a login, a store call
      * not yet started); each fails with `Cancelled`. uniffi has no cancellation of its own, so
      * this is how an app cancels, e.g. when a screen closes. Store writes are atomic: one in
@@ -996,6 +1006,17 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
      * Entries, most recently updated first.
      */
     func journalList() async throws  -> [EntrySummary]
+    
+    /**
+     * Replaces an entry by a copy without its edit history (a new document holding it as it
+     * reads now, in one revision) and deletes the old one, in one commit; returns the copy's
+     * id. The old entry's history leaves this device's store at once, the server and the
+     * other devices at the next sync (the server keeps its tombstone and the old envelopes'
+     * ids; its storage engine may keep their ciphertext until it compacts).
+     *
+     * Errors: `InvalidInput` (not an id), `NotFound`, `NotLoggedIn`.
+     */
+    func journalPurgeHistory(id: String) async throws  -> String
     
     /**
      * Replaces the body (stored as a diff, so concurrent edits elsewhere merge).
@@ -1111,6 +1132,18 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
      * `campus:<name>`, `city:<name>`; case-insensitive). Works offline.
      */
     func resources(region: String?) async throws  -> [ResourceList]
+    
+    /**
+     * Merges a backup made by `backup_journal` (on any profile, of any account) into the
+     * journal here: missing entries are added under their ids and queued for sync, entries
+     * both have are merged (no word lost on either side), entries deleted here stay deleted,
+     * entries the backup records as deleted are deleted here. Restoring twice changes nothing.
+     * Takes one Argon2id. All or nothing: on any error nothing changed.
+     *
+     * Errors: `Backup` (wrong passphrase, damaged, altered, not a backup, too large, weak
+     * parameters, a newer format), `NotLoggedIn`, `Storage`.
+     */
+    func restoreBackup(data: Data, passphrase: String) async throws  -> RestoreReport
     
     /**
      * Starts live sync again if `pause_live` stopped it (app back in the foreground).
@@ -1335,6 +1368,30 @@ open func articles()async throws  -> [ArticleSummary]  {
             completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
             liftFunc: FfiConverterSequenceTypeArticleSummary.lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * Seals the whole journal (every entry with its full history, and its deletions) under
+     * `passphrase` into one backup file's bytes; show `backup_notice()`. Works offline and
+     * without an account's keys. Takes one Argon2id (about a second of CPU), on a library
+     * thread.
+     *
+     * Errors: `InvalidInput` (a passphrase below the password strength floor), `Storage`.
+     */
+open func backupJournal(passphrase: String)async throws  -> JournalBackup  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_backup_journal(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(passphrase)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeJournalBackup_lift,
             errorHandler: FfiConverterTypeHavenFfiError_lift
         )
 }
@@ -1642,6 +1699,31 @@ open func journalList()async throws  -> [EntrySummary]  {
             completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
             liftFunc: FfiConverterSequenceTypeEntrySummary.lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * Replaces an entry by a copy without its edit history (a new document holding it as it
+     * reads now, in one revision) and deletes the old one, in one commit; returns the copy's
+     * id. The old entry's history leaves this device's store at once, the server and the
+     * other devices at the next sync (the server keeps its tombstone and the old envelopes'
+     * ids; its storage engine may keep their ciphertext until it compacts).
+     *
+     * Errors: `InvalidInput` (not an id), `NotFound`, `NotLoggedIn`.
+     */
+open func journalPurgeHistory(id: String)async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_journal_purge_history(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
             errorHandler: FfiConverterTypeHavenFfiError_lift
         )
 }
@@ -2002,6 +2084,32 @@ open func resources(region: String?)async throws  -> [ResourceList]  {
             completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
             liftFunc: FfiConverterSequenceTypeResourceList.lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * Merges a backup made by `backup_journal` (on any profile, of any account) into the
+     * journal here: missing entries are added under their ids and queued for sync, entries
+     * both have are merged (no word lost on either side), entries deleted here stay deleted,
+     * entries the backup records as deleted are deleted here. Restoring twice changes nothing.
+     * Takes one Argon2id. All or nothing: on any error nothing changed.
+     *
+     * Errors: `Backup` (wrong passphrase, damaged, altered, not a backup, too large, weak
+     * parameters, a newer format), `NotLoggedIn`, `Storage`.
+     */
+open func restoreBackup(data: Data, passphrase: String)async throws  -> RestoreReport  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_restore_backup(
+                        self.uniffiCloneHandle(),FfiConverterData.lower(data),FfiConverterString.lower(passphrase)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeRestoreReport_lift,
             errorHandler: FfiConverterTypeHavenFfiError_lift
         )
 }
@@ -3810,6 +3918,64 @@ public func FfiConverterTypeExportReport_lower(_ value: ExportReport) -> RustBuf
 
 
 /**
+ * An encrypted backup of the journal (see `backup_notice`): the file's bytes, ciphertext only,
+ * safe to write anywhere the user chooses.
+ */
+public struct JournalBackup: Equatable, Hashable {
+    public var data: Data
+    public var entries: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(data: Data, entries: UInt64) {
+        self.data = data
+        self.entries = entries
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension JournalBackup: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeJournalBackup: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> JournalBackup {
+        return
+            try JournalBackup(
+                data: FfiConverterData.read(from: &buf), 
+                entries: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: JournalBackup, into buf: inout [UInt8]) {
+        FfiConverterData.write(value.data, into: &buf)
+        FfiConverterUInt64.write(value.entries, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJournalBackup_lift(_ buf: RustBuffer) throws -> JournalBackup {
+    return try FfiConverterTypeJournalBackup.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJournalBackup_lower(_ value: JournalBackup) -> RustBuffer {
+    return FfiConverterTypeJournalBackup.lower(value)
+}
+
+
+/**
  * A whole journal entry.
  */
 public struct JournalEntry: Equatable, Hashable {
@@ -4341,6 +4507,106 @@ public func FfiConverterTypeResourceList_lift(_ buf: RustBuffer) throws -> Resou
 #endif
 public func FfiConverterTypeResourceList_lower(_ value: ResourceList) -> RustBuffer {
     return FfiConverterTypeResourceList.lower(value)
+}
+
+
+/**
+ * What `restore_backup` did. Restoring the same backup again gives only `unchanged` (and
+ * `kept_deleted`).
+ */
+public struct RestoreReport: Equatable, Hashable {
+    /**
+     * Entries this device did not have, added (and queued for sync).
+     */
+    public var added: UInt64
+    /**
+     * Entries both had, into which the backup brought edits this device lacked.
+     */
+    public var merged: UInt64
+    /**
+     * Entries already here with everything the backup holds.
+     */
+    public var unchanged: UInt64
+    /**
+     * Entries here that the backup records as deleted, deleted here too.
+     */
+    public var deleted: UInt64
+    /**
+     * Entries of the backup that were deleted here: they stay deleted.
+     */
+    public var keptDeleted: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Entries this device did not have, added (and queued for sync).
+         */added: UInt64, 
+        /**
+         * Entries both had, into which the backup brought edits this device lacked.
+         */merged: UInt64, 
+        /**
+         * Entries already here with everything the backup holds.
+         */unchanged: UInt64, 
+        /**
+         * Entries here that the backup records as deleted, deleted here too.
+         */deleted: UInt64, 
+        /**
+         * Entries of the backup that were deleted here: they stay deleted.
+         */keptDeleted: UInt64) {
+        self.added = added
+        self.merged = merged
+        self.unchanged = unchanged
+        self.deleted = deleted
+        self.keptDeleted = keptDeleted
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RestoreReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRestoreReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RestoreReport {
+        return
+            try RestoreReport(
+                added: FfiConverterUInt64.read(from: &buf), 
+                merged: FfiConverterUInt64.read(from: &buf), 
+                unchanged: FfiConverterUInt64.read(from: &buf), 
+                deleted: FfiConverterUInt64.read(from: &buf), 
+                keptDeleted: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RestoreReport, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.added, into: &buf)
+        FfiConverterUInt64.write(value.merged, into: &buf)
+        FfiConverterUInt64.write(value.unchanged, into: &buf)
+        FfiConverterUInt64.write(value.deleted, into: &buf)
+        FfiConverterUInt64.write(value.keptDeleted, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRestoreReport_lift(_ buf: RustBuffer) throws -> RestoreReport {
+    return try FfiConverterTypeRestoreReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRestoreReport_lower(_ value: RestoreReport) -> RustBuffer {
+    return FfiConverterTypeRestoreReport.lower(value)
 }
 
 
@@ -4987,6 +5253,12 @@ enum HavenFfiError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
     case Storage(reason: String
     )
     /**
+     * A backup could not be opened or made: a wrong passphrase, a damaged or altered file, not a
+     * Haven backup, one too large, or one made by a newer version. Nothing was changed.
+     */
+    case Backup(reason: String
+    )
+    /**
      * The client was closed or wiped; open a new one.
      */
     case Closed(reason: String
@@ -5062,10 +5334,13 @@ public struct FfiConverterTypeHavenFfiError: FfiConverterRustBuffer {
         case 12: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 13: return .Closed(
+        case 13: return .Backup(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .Internal(
+        case 14: return .Closed(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 15: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -5140,13 +5415,18 @@ public struct FfiConverterTypeHavenFfiError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Closed(reason):
+        case let .Backup(reason):
             writeInt(&buf, Int32(13))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Internal(reason):
+        case let .Closed(reason):
             writeInt(&buf, Int32(14))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Internal(reason):
+            writeInt(&buf, Int32(15))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -5981,6 +6261,17 @@ fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: In
     }
 }
 /**
+ * What to show next to a backup: it is encrypted, and a forgotten passphrase cannot be
+ * recovered.
+ */
+public func backupNotice() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_haven_ffi_fn_func_backup_notice(uniffiCallStatus
+    )
+})
+}
+/**
  * This library's version (`major.minor.patch`).
  */
 public func coreVersion() -> String  {
@@ -6047,6 +6338,9 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
+    if (uniffi_haven_ffi_checksum_func_backup_notice() != 36737) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_haven_ffi_checksum_func_core_version() != 14717) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -6078,6 +6372,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_articles() != 49947) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_backup_journal() != 59690) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_cancel() != 19189) {
@@ -6129,6 +6426,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_journal_list() != 24237) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_journal_purge_history() != 51165) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_journal_set_body() != 24021) {
@@ -6186,6 +6486,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_resources() != 21937) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_restore_backup() != 36413) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_resume_live() != 62412) {

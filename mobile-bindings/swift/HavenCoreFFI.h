@@ -395,6 +395,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_article(uint64_t ptr, RustBuffer
 uint64_t uniffi_haven_ffi_fn_method_havenclient_articles(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_BACKUP_JOURNAL
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_BACKUP_JOURNAL
+uint64_t uniffi_haven_ffi_fn_method_havenclient_backup_journal(uint64_t ptr, RustBuffer passphrase
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_CANCEL
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_CANCEL
 uint32_t uniffi_haven_ffi_fn_method_havenclient_cancel(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -478,6 +483,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_journal_history(uint64_t ptr, Ru
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_JOURNAL_LIST
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_JOURNAL_LIST
 uint64_t uniffi_haven_ffi_fn_method_havenclient_journal_list(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_JOURNAL_PURGE_HISTORY
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_JOURNAL_PURGE_HISTORY
+uint64_t uniffi_haven_ffi_fn_method_havenclient_journal_purge_history(uint64_t ptr, RustBuffer id
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_JOURNAL_SET_BODY
@@ -575,6 +585,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_remove_saved_resource(uint64_t p
 uint64_t uniffi_haven_ffi_fn_method_havenclient_resources(uint64_t ptr, RustBuffer region
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_RESTORE_BACKUP
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_RESTORE_BACKUP
+uint64_t uniffi_haven_ffi_fn_method_havenclient_restore_backup(uint64_t ptr, RustBuffer data, RustBuffer passphrase
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_RESUME_LIVE
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_RESUME_LIVE
 void uniffi_haven_ffi_fn_method_havenclient_resume_live(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -668,6 +683,12 @@ void uniffi_haven_ffi_fn_init_callback_vtable_logger(const UniffiVTableCallbackI
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_LOGGER_LOG
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_LOGGER_LOG
 void uniffi_haven_ffi_fn_method_logger_log(uint64_t ptr, RustBuffer level, RustBuffer message, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_FUNC_BACKUP_NOTICE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_FUNC_BACKUP_NOTICE
+RustBuffer uniffi_haven_ffi_fn_func_backup_notice(RustCallStatus *_Nonnull out_status
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_FUNC_CORE_VERSION
@@ -952,6 +973,12 @@ void ffi_haven_ffi_rust_future_free_void(uint64_t handle
 void ffi_haven_ffi_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_FUNC_BACKUP_NOTICE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_FUNC_BACKUP_NOTICE
+uint16_t uniffi_haven_ffi_checksum_func_backup_notice(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_FUNC_CORE_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_FUNC_CORE_VERSION
 uint16_t uniffi_haven_ffi_checksum_func_core_version(void
@@ -1015,6 +1042,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_article(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_ARTICLES
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_ARTICLES
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_articles(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_BACKUP_JOURNAL
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_BACKUP_JOURNAL
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_backup_journal(void
     
 );
 #endif
@@ -1117,6 +1150,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_journal_history(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_JOURNAL_LIST
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_JOURNAL_LIST
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_journal_list(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_JOURNAL_PURGE_HISTORY
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_JOURNAL_PURGE_HISTORY
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_journal_purge_history(void
     
 );
 #endif
@@ -1231,6 +1270,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_remove_saved_resource(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_RESOURCES
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_RESOURCES
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_resources(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_RESTORE_BACKUP
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_RESTORE_BACKUP
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_restore_backup(void
     
 );
 #endif

@@ -225,6 +225,36 @@ pub fn open_profile(
     )
 }
 
+/// A device of the end-to-end tests: its profile directory, key store and open profile (the
+/// directory and key store live as long as it does).
+pub struct Device {
+    _dir: tempfile::TempDir,
+    _keys: Arc<dyn haven_core::local_store::KeyStore>,
+    pub haven: haven_core::Haven,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").finish_non_exhaustive()
+    }
+}
+
+/// A new profile in a temporary directory, with a key store in memory, talking to `server`.
+///
+/// # Panics
+/// When the directory or the profile cannot be made (a broken test machine).
+#[allow(clippy::expect_used)]
+pub fn device(server: &TestServer) -> Device {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let keys = memory_keystore();
+    let haven = open_profile(dir.path(), &keys, &server.url).expect("a new profile opens");
+    Device {
+        _dir: dir,
+        _keys: keys,
+        haven,
+    }
+}
+
 /// Ends the whole test process if it is still alive after `limit` (a deadlock must fail CI, not
 /// hang it). A tokio timeout cannot do this when every runtime thread is stuck on a lock. Keep
 /// the guard alive for the test's duration; dropping it (also in a panic) disarms it.

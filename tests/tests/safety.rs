@@ -6,45 +6,15 @@
 
 use std::sync::Arc;
 
-use haven_core::local_store::KeyStore;
 use haven_core::{Haven, HavenError};
 use haven_protocol::DocId;
-use haven_tests::{
-    TestServer, memory_keystore, open_profile, spawn_server, test_options, watchdog,
-};
+use haven_tests::{TestServer, device, memory_keystore, spawn_server, test_options, watchdog};
 
 const PASSWORD: &str = "correct horse battery staple";
 const NEW_PASSWORD: &str = "a different long passphrase";
 
 /// Every flow ends within this, or the test process fails (instead of hanging CI).
 const FLOW_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-async fn server() -> TestServer {
-    spawn_server(
-        Arc::new(haven_server::store::memory::MemoryStore::new()),
-        test_options(),
-    )
-    .await
-    .unwrap()
-}
-
-/// A device: its profile directory, key store and open profile.
-struct Device {
-    _dir: tempfile::TempDir,
-    _keys: Arc<dyn KeyStore>,
-    haven: Haven,
-}
-
-fn device(server: &TestServer) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = memory_keystore();
-    let haven = open_profile(dir.path(), &keys, &server.url).unwrap();
-    Device {
-        _dir: dir,
-        _keys: keys,
-        haven,
-    }
-}
 
 fn bodies(haven: &Haven) -> Vec<String> {
     let mut bodies: Vec<String> = haven
@@ -66,7 +36,7 @@ async fn a_password_change_ends_other_sessions_and_keeps_everything() {
         "a_password_change_ends_other_sessions_and_keeps_everything",
         FLOW_LIMIT,
     );
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let (a, b) = (device(&server), device(&server));
     a.haven.register("mira", PASSWORD, "phone").await.unwrap();
     b.haven.login("mira", PASSWORD, "laptop").await.unwrap();
@@ -115,7 +85,7 @@ async fn a_revoked_phone_is_cut_off_and_the_others_keep_all_history() {
         "a_revoked_phone_is_cut_off_and_the_others_keep_all_history",
         FLOW_LIMIT,
     );
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let (phone, laptop, taken) = (device(&server), device(&server), device(&server));
     phone
         .haven
@@ -232,7 +202,7 @@ async fn the_recovery_phrase_restores_everything_after_a_forgotten_password() {
         "the_recovery_phrase_restores_everything_after_a_forgotten_password",
         FLOW_LIMIT,
     );
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let phone = device(&server);
     let phrase = phone
         .haven
@@ -294,7 +264,7 @@ async fn the_recovery_phrase_restores_everything_after_a_forgotten_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_device_links_without_the_password_after_the_codes_match() {
     let _watchdog = watchdog("linking", FLOW_LIMIT);
-    let server = server().await;
+    let server = TestServer::start().await.unwrap();
     let (phone, tablet) = (device(&server), device(&server));
     phone
         .haven

@@ -4,7 +4,8 @@
 //! Entry ids are printed in full by `add` and as 12-digit prefixes by `list`; every command takes
 //! the full id or any unique prefix of 6 or more hex digits.
 //!
-//! Only `show` and `export` print journal text; `list` shows titles, never bodies. Text given on
+//! Only `show` and `export` print journal text; `list` shows titles, never bodies. `backup`
+//! writes ciphertext only (sealed with a passphrase); `restore` reads it back. Text given on
 //! the command line (`--body TEXT`) lands in shell history and the process list: for anything
 //! private, use `--body-file PATH` or `--body -` (stdin).
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use haven_core::client::backup::BACKUP_NOTICE;
 use haven_core::client::export::{ExportFormat, PLAINTEXT_WARNING};
 use haven_core::{Haven, HavenError};
 use haven_protocol::DocId;
@@ -23,6 +25,7 @@ use crate::GlobalArgs;
 use crate::device;
 use crate::output::say;
 use crate::output::{self, JsonArgs};
+use crate::secrets;
 
 /// Where a body comes from: `--body TEXT` (`-` for stdin) or `--body-file PATH`.
 #[derive(Debug, Clone, clap::Args)]
@@ -131,6 +134,35 @@ pub(crate) enum JournalCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Write an encrypted backup of the whole journal (every entry with its full history) to
+    /// one file, sealed with a passphrase (HAVEN_BACKUP_PASSPHRASE, --passphrase-stdin, or
+    /// asked twice). Works offline, without the server.
+    Backup {
+        /// The backup file to write (replaced if it exists; readable only by you).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Read the passphrase from the first line of stdin.
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+    /// Restore an encrypted backup: entries not here are added, entries here are merged (no
+    /// word lost on either side), deleted entries stay deleted. Restoring twice changes
+    /// nothing; `haven sync` sends the result to your other devices.
+    Restore {
+        /// The backup file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Read the passphrase from the first line of stdin.
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+    /// Replace an entry by a copy without its edit history: the copy gets a new id (printed),
+    /// the old entry and its history are deleted here, and from the server and your other
+    /// devices at the next `haven sync`.
+    PurgeHistory {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 /// One element of `haven journal list --json`.
@@ -216,6 +248,26 @@ fn run_on(haven: &Haven, command: JournalCommand) -> anyhow::Result<()> {
         JournalCommand::History { id, output } => history(haven, &id, output),
         JournalCommand::LocalOnly { mode } => local_only(haven, mode.as_deref()),
         JournalCommand::Export { format, out } => export(haven, &format, &out),
+        JournalCommand::Backup {
+            out,
+            passphrase_stdin,
+        } => backup(haven, &out, passphrase_stdin),
+        JournalCommand::Restore {
+            file,
+            passphrase_stdin,
+        } => restore(haven, &file, passphrase_stdin),
+        JournalCommand::PurgeHistory { id } => {
+            let id = resolve(haven, &id)?;
+            let copy = haven.journal_purge_history(&id)?;
+            eprintln!(
+                "haven: {} now holds the entry without its history; {} is deleted here, and from \
+                 the server and your other devices at the next `haven sync`",
+                copy.to_hex(),
+                id.to_hex()
+            );
+            say!("{}", copy.to_hex());
+            Ok(())
+        }
     }
 }
 
@@ -444,6 +496,42 @@ fn local_only(haven: &Haven, mode: Option<&str>) -> anyhow::Result<()> {
             })?;
             say!("The journal syncs again: `haven sync` uploads what waited.");
         }
+    }
+    Ok(())
+}
+
+fn backup(haven: &Haven, out: &Path, passphrase_stdin: bool) -> anyhow::Result<()> {
+    let passphrase = secrets::backup_passphrase(true, passphrase_stdin)?;
+    eprintln!("haven: {BACKUP_NOTICE}");
+    let backup = haven
+        .backup_journal_to(out, &passphrase)
+        .context("writing the backup")?;
+    say!(
+        "Backed up {} entries to {} (encrypted, {} bytes).",
+        backup.entries,
+        out.display(),
+        backup.file.len()
+    );
+    Ok(())
+}
+
+fn restore(haven: &Haven, file: &Path, passphrase_stdin: bool) -> anyhow::Result<()> {
+    let passphrase = secrets::backup_passphrase(false, passphrase_stdin)?;
+    let report = haven
+        .restore_backup_from(file, &passphrase)
+        .with_context(|| format!("restoring {}", file.display()))?;
+    say!(
+        "Restored {}: {} added, {} merged, {} already here, {} deleted (as in the backup), {} \
+         kept deleted.",
+        file.display(),
+        report.added,
+        report.merged,
+        report.unchanged,
+        report.deleted,
+        report.kept_deleted
+    );
+    if report.changed() {
+        say!("`haven sync` sends them to your other devices.");
     }
     Ok(())
 }

@@ -545,6 +545,46 @@ fun runTests() {
         }
     }
 
+    test("backup, wipe, restore on a new profile; purge an entry's history") {
+        val passphrase = "seven quiet lanterns over the bay"
+        val a = open("backup-a")
+        a.register(unique("kt-backup"), PASSWORD, "phone")
+        val entry = a.journalCreate("Kept", "written before the wipe 🌧")
+        a.journalAppendBody(entry, " and after")
+        a.journalSetTags(entry, listOf("kept"))
+        assertThrows<HavenFfiException.InvalidInput> { a.backupJournal("short") }
+        val backup = a.backupJournal(passphrase)
+        checkEq(1uL, backup.entries)
+        check(String(backup.data.copyOfRange(0, 8), Charsets.US_ASCII) == "HAVENBAK")
+        check(!String(backup.data, Charsets.ISO_8859_1).contains("written before")) { "ciphertext only" }
+        check(backupNotice().contains("encrypted"))
+        val expected = a.journalGet(entry)
+        val revisions = a.journalHistory(entry).size
+        // Never synced: after the wipe, the backup is the only copy.
+        a.wipe()
+
+        val b = open("backup-b")
+        b.register(unique("kt-restored"), PASSWORD, "phone")
+        assertThrows<HavenFfiException.Backup> { b.restoreBackup(backup.data, "not the passphrase at all") }
+        val tampered = backup.data.copyOf().also { it[it.size - 1] = (it[it.size - 1].toInt() xor 1).toByte() }
+        assertThrows<HavenFfiException.Backup> { b.restoreBackup(tampered, passphrase) }
+        check(b.journalList().isEmpty())
+        val report = b.restoreBackup(backup.data, passphrase)
+        checkEq(RestoreReport(added = 1uL, merged = 0uL, unchanged = 0uL, deleted = 0uL, keptDeleted = 0uL), report)
+        checkEq(expected, b.journalGet(entry))
+        checkEq(revisions, b.journalHistory(entry).size)
+        checkEq(1uL, b.restoreBackup(backup.data, passphrase).unchanged)
+
+        val copy = b.journalPurgeHistory(entry)
+        check(copy != entry)
+        checkEq(1, b.journalHistory(copy).size)
+        checkEq(expected.copy(id = copy), b.journalGet(copy))
+        assertThrows<HavenFfiException.NotFound> { b.journalGet(entry) }
+        checkEq(listOf(copy), b.journalList().map { it.id })
+        b.syncOnce(30_000uL)
+        b.shutdown()
+    }
+
     test("wipe destroys the key first, then the files") {
         val keys = TestKeyStore()
         val client = open("wipe", keyStore = keys)

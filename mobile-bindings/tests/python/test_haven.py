@@ -408,6 +408,53 @@ class HavenTest(unittest.TestCase):
         finally:
             hf.set_logger(None)
 
+    def test_backup_wipe_restore_on_a_new_profile_and_purge_history(self):
+        passphrase = "seven quiet lanterns over the bay"
+        a = self.open("backup-a")
+        run(a.register(unique("py-backup"), PASSWORD, "phone"))
+        entry = run(a.journal_create("Kept", "written before the wipe 🌧"))
+        run(a.journal_append_body(entry, " and after"))
+        run(a.journal_set_tags(entry, ["kept"]))
+        with self.assertRaises(hf.HavenFfiError.InvalidInput):
+            run(a.backup_journal("short"))
+        backup = run(a.backup_journal(passphrase))
+        self.assertEqual(backup.entries, 1)
+        self.assertTrue(backup.data.startswith(b"HAVENBAK"))
+        self.assertNotIn(b"written before", backup.data)
+        self.assertIn("encrypted", hf.backup_notice())
+        expected = run(a.journal_get(entry))
+        revisions = len(run(a.journal_history(entry)))
+        # Never synced: after the wipe, the backup is the only copy.
+        run(a.wipe())
+
+        b = self.open("backup-b")
+        run(b.register(unique("py-restored"), PASSWORD, "phone"))
+        with self.assertRaises(hf.HavenFfiError.Backup):
+            run(b.restore_backup(backup.data, "not the passphrase at all"))
+        tampered = bytearray(backup.data)
+        tampered[-1] ^= 1
+        with self.assertRaises(hf.HavenFfiError.Backup):
+            run(b.restore_backup(bytes(tampered), passphrase))
+        self.assertEqual(run(b.journal_list()), [])
+        report = run(b.restore_backup(backup.data, passphrase))
+        self.assertEqual(report, hf.RestoreReport(added=1, merged=0, unchanged=0, deleted=0,
+                                                  kept_deleted=0))
+        self.assertEqual(run(b.journal_get(entry)), expected)
+        self.assertEqual(len(run(b.journal_history(entry))), revisions)
+        self.assertEqual(run(b.restore_backup(backup.data, passphrase)).unchanged, 1)
+
+        copy = run(b.journal_purge_history(entry))
+        self.assertNotEqual(copy, entry)
+        self.assertEqual(len(run(b.journal_history(copy))), 1)
+        got = run(b.journal_get(copy))
+        self.assertEqual((got.title, got.body, got.mood, got.tags, got.created_at),
+                         (expected.title, expected.body, expected.mood, expected.tags,
+                          expected.created_at))
+        with self.assertRaises(hf.HavenFfiError.NotFound):
+            run(b.journal_get(entry))
+        self.assertEqual([e.id for e in run(b.journal_list())], [copy])
+        run(b.sync_once(timeout_ms=30_000))
+
     def test_wrong_password_and_bad_ids_are_typed_errors(self):
         username = unique("py-auth")
         a = self.open("a")

@@ -4,6 +4,7 @@
 use haven_protocol::ErrorCode;
 
 use crate::crypto::CryptoError;
+use crate::crypto::backup::BackupError;
 use crate::documents::DocumentError;
 use crate::local_store::LocalStoreError;
 use crate::remote::RemoteError;
@@ -19,6 +20,10 @@ pub enum HavenError {
     /// A key, bundle or envelope could not be made or opened.
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
+    /// A backup file could not be made or opened (wrong passphrase, damaged, altered, not a
+    /// backup); nothing was changed.
+    #[error("backup: {0}")]
+    Backup(#[from] BackupError),
     /// A document could not be read or edited.
     #[error("document: {0}")]
     Document(#[from] DocumentError),

@@ -139,12 +139,12 @@ impl Haven {
     }
 }
 
-fn io_error(what: &str, error: std::io::Error) -> HavenError {
+pub(super) fn io_error(what: &str, error: std::io::Error) -> HavenError {
     HavenError::Invalid(format!("{what}: {error}"))
 }
 
 /// Writes a file readable only by its owner (on unix).
-fn write_private(path: &Path, bytes: &[u8]) -> HavenResult<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> HavenResult<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -6,6 +6,7 @@
 //! the device unencrypted, and nothing here logs it.
 
 mod account;
+pub mod backup;
 mod counters;
 mod credentials;
 mod devices;
@@ -376,12 +377,35 @@ impl Haven {
         self.edit_entry(id, |doc, now| doc.set_tags(tags, now).map(|_| ()))
     }
 
-    /// Deletes an entry on every device (journal index + sealed tombstone).
+    /// Deletes an entry on every device (journal index + sealed tombstone). Its changes still
+    /// waiting in the outbox are dropped with it: they would only be deleted again.
     pub fn journal_delete(&self, id: &DocId) -> HavenResult<()> {
         self.ensure_entry(id)?;
         self.replica().delete_entry(*id)?;
         self.note_local_change();
         Ok(())
+    }
+
+    /// Purges an entry's history: its title, body, mood, tags and timestamps as they read now
+    /// go into a new entry (a fresh document whose history is that one copy), and the old
+    /// entry is deleted as [`Haven::journal_delete`] deletes, in one local commit. Returns the
+    /// new entry's id.
+    ///
+    /// On this device the old document's saves, summary and envelopes still waiting in the
+    /// outbox are deleted from the encrypted store at once (redb may keep the freed pages,
+    /// still encrypted under the profile's data key, until it reuses them). Other devices
+    /// forget the old document when they next sync (the index's deletion, the tombstone). The
+    /// server, when it gets the tombstone, deletes the old document's envelopes from its log; it
+    /// keeps the tombstone and, forever, each old envelope's id and digest (keyed hashes, for
+    /// idempotency; no content). Until the storage engine compacts (sled reclaims segments,
+    /// PostgreSQL vacuums; its backups keep what they hold), the deleted envelopes' ciphertext
+    /// stays in its files, sealed under the account's epoch and storage keys (PRIVACY.md,
+    /// known gaps).
+    pub fn journal_purge_history(&self, id: &DocId) -> HavenResult<DocId> {
+        self.ensure_entry(id)?;
+        let copy = self.replica().purge_history(*id)?;
+        self.note_local_change();
+        Ok(copy)
     }
 
     /// Entries, most recently updated first.

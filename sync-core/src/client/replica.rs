@@ -177,16 +177,7 @@ impl Replica {
                 Some(zeroize::Zeroizing::new(key))
             }
         };
-        let mut summaries = BTreeMap::new();
-        let scan = store.scan(Table::Summaries)?;
-        for (key, value) in scan.entries {
-            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
-                continue;
-            };
-            if let Ok(summary) = records::decode::<SummaryRecord>(&value, "summary") {
-                summaries.insert(DocId::from(doc), summary);
-            }
-        }
+        let summaries = Self::load_summaries(&store)?;
         let manifest_guard = if meta.manifest_version > 0 {
             ManifestGuard::with_last_accepted(meta.manifest_version)
         } else {
@@ -210,6 +201,19 @@ impl Replica {
             counters_changed: HashSet::new(),
             manifest_guard,
         })
+    }
+
+    fn load_summaries(store: &LocalStore) -> HavenResult<BTreeMap<DocId, SummaryRecord>> {
+        let mut summaries = BTreeMap::new();
+        for (key, value) in store.scan(Table::Summaries)?.entries {
+            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            if let Ok(summary) = records::decode::<SummaryRecord>(&value, "summary") {
+                summaries.insert(DocId::from(doc), summary);
+            }
+        }
+        Ok(summaries)
     }
 
     fn load_account_keys(
@@ -399,16 +403,12 @@ impl Replica {
     }
 
     /// Commits a batch. The in-memory caches were updated while staging; if the commit fails,
-    /// they are dropped and reread from the store, which holds exactly what was committed.
+    /// they are dropped and reread from the store, which holds exactly what was committed (the
+    /// summaries at once, the rest when next needed).
     pub(crate) fn commit(&mut self, batch: WriteBatch) -> HavenResult<()> {
         let result = self.store.commit(batch);
         if result.is_err() {
-            self.docs.clear();
-            self.counters.clear();
-            self.device_counters.clear();
-            self.counters_changed.clear();
-            self.outbox_cache = None;
-            self.snapshot_due = None;
+            self.drop_caches();
         }
         Ok(result?)
     }
@@ -891,9 +891,8 @@ impl Replica {
 
     /// Deletes a journal entry everywhere: the index records the deletion (so every device
     /// applies it), a sealed tombstone tells the server to drop the entry's envelopes, and the
-    /// entry goes from this device.
+    /// entry goes from this device ([`Replica::stage_tombstone`]).
     pub(crate) fn delete_entry(&mut self, id: DocId) -> HavenResult<()> {
-        let space = self.journal_space().ok_or(HavenError::NotLoggedIn)?;
         if !matches!(self.summaries.get(&id), Some(SummaryRecord::Journal { .. }))
             && self.cached(&id)?.is_none()
         {
@@ -904,15 +903,75 @@ impl Replica {
         }
         let index = self.singleton_id(DocType::JournalIndex)?;
         let mut batch = WriteBatch::new();
-        self.stage_edit::<JournalIndex, _>(
-            index,
-            Some(DocType::JournalIndex),
-            |doc, now| {
-                let handle: &mut JournalIndexDoc = doc;
-                handle.delete_entry(&id, now).map(|_| ())
-            },
-            &mut batch,
-        )?;
+        let staged = self
+            .stage_edit::<JournalIndex, _>(
+                index,
+                Some(DocType::JournalIndex),
+                |doc, now| {
+                    let handle: &mut JournalIndexDoc = doc;
+                    handle.delete_entry(&id, now).map(|_| ())
+                },
+                &mut batch,
+            )
+            .and_then(|_| self.stage_tombstone(id, &mut batch));
+        self.commit_staged(staged, batch)
+    }
+
+    /// Replaces an entry by a copy with no past: a new document (new id) holding the entry as
+    /// it reads now, in one change; the index lists the copy and deletes the original, whose
+    /// tombstone is queued and whose every local trace goes ([`Replica::stage_tombstone`]). One
+    /// commit: a crash leaves either the original or the copy, never both or neither.
+    pub(crate) fn purge_history(&mut self, id: DocId) -> HavenResult<DocId> {
+        let not_found = || HavenError::NotFound {
+            what: "journal entry",
+            id: id.to_hex(),
+        };
+        if !matches!(self.summaries.get(&id), Some(SummaryRecord::Journal { .. })) {
+            return Err(not_found());
+        }
+        let entry = self
+            .read::<crate::documents::JournalEntry>(&id)?
+            .ok_or_else(not_found)?;
+        let index = self.singleton_id(DocType::JournalIndex)?;
+        let copy = self.new_doc_id();
+        let doc =
+            JournalEntryDoc::create_copy(&self.device_id(), &entry, self.now_ms())?.into_doc();
+        let mut batch = WriteBatch::new();
+        let staged = self
+            .stage_new_doc(copy, doc, DocType::JournalEntry, &mut batch)
+            .and_then(|()| {
+                self.stage_edit::<JournalIndex, _>(
+                    index,
+                    Some(DocType::JournalIndex),
+                    |doc, now| {
+                        let handle: &mut JournalIndexDoc = doc;
+                        handle.add_entry(&copy, entry.created_at, now)?;
+                        handle.delete_entry(&id, now).map(|_| ())
+                    },
+                    &mut batch,
+                )
+            })
+            .and_then(|_| self.stage_tombstone(id, &mut batch));
+        self.commit_staged(staged, batch)?;
+        Ok(copy)
+    }
+
+    /// Queues a sealed tombstone of a document and removes every trace of it here: its saves,
+    /// summary and seen envelopes, and its changes still waiting in the outbox (the tombstone
+    /// makes the server drop what it has of the document, so sending them would only put its
+    /// past back on the server for a moment, and keeping them would keep it on this device).
+    pub(crate) fn stage_tombstone(&mut self, id: DocId, batch: &mut WriteBatch) -> HavenResult<()> {
+        let space = self.journal_space().ok_or(HavenError::NotLoggedIn)?;
+        let waiting: Vec<Vec<u8>> = self
+            .outbox_map()?
+            .iter()
+            .filter(|(_, record)| record.envelope.doc == id)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in waiting {
+            self.stage_outbox_delete(&key, batch)?;
+        }
+        // A local-only journal makes no envelopes: nothing of the entry was ever sent.
         if !self.is_local_space(&space) {
             self.stage_sealed(
                 &space,
@@ -921,12 +980,98 @@ impl Replica {
                 b"tombstone",
                 b"tombstone",
                 None,
-                &mut batch,
+                batch,
             )?;
         }
-        self.stage_forget(&id, &mut batch);
-        self.commit(batch)?;
+        self.stage_forget(&id, batch);
         Ok(())
+    }
+
+    /// Commits `batch` if staging it succeeded; otherwise drops the in-memory caches the staging
+    /// touched (they are reread from the store, which holds exactly what was committed).
+    pub(crate) fn commit_staged(
+        &mut self,
+        staged: HavenResult<()>,
+        batch: WriteBatch,
+    ) -> HavenResult<()> {
+        match staged {
+            Ok(()) => self.commit(batch),
+            Err(error) => {
+                self.drop_caches();
+                Err(error)
+            }
+        }
+    }
+
+    fn drop_caches(&mut self) {
+        // Summaries are staged in memory too; if the store cannot be read now, the stale ones
+        // stay (a read of a document they list then fails as not found, nothing worse).
+        if let Ok(summaries) = Self::load_summaries(&self.store) {
+            self.summaries = summaries;
+        }
+        self.docs.clear();
+        self.counters.clear();
+        self.device_counters.clear();
+        self.counters_changed.clear();
+        self.outbox_cache = None;
+        self.snapshot_due = None;
+    }
+
+    /// Merges a journal entry's whole document (from a backup) into this device: a new entry is
+    /// added under its id with every change queued in one envelope (as a created entry is); a
+    /// known one gets only the changes it lacks, applied and queued in one envelope. Nothing
+    /// is staged for a document that brings nothing new.
+    pub(crate) fn stage_merge_entry(
+        &mut self,
+        id: DocId,
+        incoming: AutoCommit,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<MergeOutcome> {
+        let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
+        let bad = |reason: String| {
+            HavenError::Backup(crate::crypto::backup::BackupError::BadEntry {
+                id: id.to_hex(),
+                reason,
+            })
+        };
+        let clash = || bad("its id belongs to another kind of document here".into());
+        if self
+            .summaries
+            .get(&id)
+            .is_some_and(|summary| !matches!(summary, SummaryRecord::Journal { .. }))
+        {
+            return Err(clash());
+        }
+        let Some(cached) = self.cached(&id)? else {
+            self.stage_new_doc(id, incoming, DocType::JournalEntry, batch)?;
+            return Ok(MergeOutcome::Added);
+        };
+        if cached.space != space
+            || cached
+                .doc_type
+                .or_else(|| doc_type(&cached.doc).ok())
+                .is_some_and(|kind| kind != DocType::JournalEntry)
+        {
+            return Err(clash());
+        }
+        let mut incoming = incoming;
+        let missing: Vec<Change> = incoming
+            .get_changes(&[])
+            .into_iter()
+            .filter(|change| cached.doc.get_change_by_hash(&change.hash()).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(MergeOutcome::Unchanged);
+        }
+        cached
+            .doc
+            .apply_changes(missing.clone())
+            .map_err(|error| bad(format!("its changes do not apply: {error}")))?;
+        self.stage_outbox_changes(&space, &id, &missing, batch)?;
+        self.stage_doc(&id, batch)?;
+        self.stage_summary(&id, batch)?;
+        self.stage_meta(batch)?;
+        Ok(MergeOutcome::Merged)
     }
 
     // ---- the outbox -------------------------------------------------------------------------
@@ -1336,7 +1481,7 @@ impl Replica {
     }
 
     /// Entry ids the journal index records as deleted.
-    fn deleted_entries(&mut self) -> HavenResult<HashSet<DocId>> {
+    pub(crate) fn deleted_entries(&mut self) -> HavenResult<HashSet<DocId>> {
         let Ok(index) = self.singleton_id(DocType::JournalIndex) else {
             return Ok(HashSet::new());
         };
@@ -1482,6 +1627,14 @@ impl Replica {
         }
         Ok(count)
     }
+}
+
+/// What merging one entry from a backup did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MergeOutcome {
+    Added,
+    Merged,
+    Unchanged,
 }
 
 enum Applied {

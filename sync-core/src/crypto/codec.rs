@@ -69,6 +69,11 @@ impl<'a> Reader<'a> {
         Ok(count)
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
     pub(crate) fn finish(self) -> Result<(), CryptoError> {
         if self.rest.is_empty() {
             Ok(())

@@ -29,6 +29,7 @@
 //! - [`bundle`]: the account key bundle: a clear "wraps" layer (RK for the password, the
 //!   recovery key and each device) and an inner part sealed under an RK-derived key.
 //! - [`envelope`]: envelope ids and sealing / opening private envelopes.
+//! - [`backup`]: the passphrase-sealed backup file of a journal.
 //!
 //! # What the server sees
 //!
@@ -50,6 +51,7 @@
 //! Everything here is sans-I/O: randomness comes through [`crate::env::Random`], time as a
 //! `now_ms` argument. Secrets live in types that zeroise on drop and whose `Debug` is redacted.
 
+pub mod backup;
 pub mod bundle;
 mod codec;
 pub mod envelope;

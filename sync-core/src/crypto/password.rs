@@ -78,6 +78,22 @@ pub fn kdf_params_allowed(kdf: &KdfParams) -> bool {
 /// and `kek`. The master key lives in a zeroising buffer and is wiped as soon as both are
 /// derived. Costs what the parameters say (≈ 64 MiB and a few hundred ms on a phone).
 pub fn derive_password_keys(password: &str, kdf: &KdfParams) -> Result<PasswordKeys, CryptoError> {
+    let master = password_master_key(password, kdf)?;
+    let mut auth_secret = AuthSecret::zeroed();
+    hkdf_expand(master.as_ref(), INFO_AUTH_SECRET, auth_secret.bytes_mut());
+    let mut kek = Kek::zeroed();
+    hkdf_expand(master.as_ref(), INFO_KEK, kek.bytes_mut());
+    drop(master);
+    Ok(PasswordKeys { auth_secret, kek })
+}
+
+/// Argon2id(password, salt, m, t, p) → a 32-byte master key in a zeroising buffer, after
+/// refusing parameters [`kdf_params_allowed`] does not allow. Every password-derived key (the
+/// account's, a backup's) branches from this by HKDF under its own info string.
+pub(crate) fn password_master_key(
+    password: &str,
+    kdf: &KdfParams,
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     if !kdf_params_allowed(kdf) {
         return Err(CryptoError::UnacceptableKdfParams {
             m_kib: kdf.m_kib,
@@ -92,12 +108,7 @@ pub fn derive_password_keys(password: &str, kdf: &KdfParams) -> Result<PasswordK
     argon2
         .hash_password_into(password.as_bytes(), kdf.salt.as_bytes(), master.as_mut())
         .map_err(|error| CryptoError::Kdf(error.to_string()))?;
-    let mut auth_secret = AuthSecret::zeroed();
-    hkdf_expand(master.as_ref(), INFO_AUTH_SECRET, auth_secret.bytes_mut());
-    let mut kek = Kek::zeroed();
-    hkdf_expand(master.as_ref(), INFO_KEK, kek.bytes_mut());
-    drop(master);
-    Ok(PasswordKeys { auth_secret, kek })
+    Ok(master)
 }
 
 /// Minimum length, in characters (Unicode scalar values).

@@ -152,6 +152,19 @@ impl DocHandle<JournalEntry> {
         Self::from_doc(doc)
     }
 
+    /// A new document holding `entry` as it reads now (timestamps included), written as
+    /// `device` in one change: a copy with none of the original's past revisions.
+    pub fn create_copy(
+        device: &DeviceId,
+        entry: &JournalEntry,
+        now_ms: i64,
+    ) -> Result<Self, DocumentError> {
+        let mut doc = new_doc(device);
+        entry.reconcile(&mut doc)?;
+        doc.commit_with(commit_options(now_ms, Some("copy")));
+        Self::from_doc(doc)
+    }
+
     /// Makes the title `title`, as a diff against the current title (so a concurrent edit on
     /// another device merges character-wise).
     pub fn set_title(

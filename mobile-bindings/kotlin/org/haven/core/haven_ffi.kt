@@ -766,6 +766,8 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_haven_ffi_checksum_func_backup_notice(
+    ): Int
     external fun uniffi_haven_ffi_checksum_func_core_version(
     ): Int
     external fun uniffi_haven_ffi_checksum_func_plaintext_export_warning(
@@ -787,6 +789,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_haven_ffi_checksum_method_havenclient_article(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_articles(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_backup_journal(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_cancel(
     ): Int
@@ -821,6 +825,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_haven_ffi_checksum_method_havenclient_journal_history(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_journal_list(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_journal_purge_history(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_journal_set_body(
     ): Int
@@ -859,6 +865,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_haven_ffi_checksum_method_havenclient_remove_saved_resource(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_resources(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_restore_backup(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_resume_live(
     ): Int
@@ -949,6 +957,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_articles(`ptr`: Long,
     ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_backup_journal(`ptr`: Long,`passphrase`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_haven_ffi_fn_method_havenclient_change_password(`ptr`: Long,`current`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,
@@ -982,6 +992,8 @@ internal object UniffiLib {
     external fun uniffi_haven_ffi_fn_method_havenclient_journal_history(`ptr`: Long,`id`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_journal_list(`ptr`: Long,
+    ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_journal_purge_history(`ptr`: Long,`id`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_journal_set_body(`ptr`: Long,`id`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,
     ): Long
@@ -1021,6 +1033,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_resources(`ptr`: Long,`region`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_restore_backup(`ptr`: Long,`data`: RustBuffer.ByValue,`passphrase`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_resume_live(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_haven_ffi_fn_method_havenclient_revoke_device(`ptr`: Long,`deviceId`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,
@@ -1059,6 +1073,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_haven_ffi_fn_method_logger_log(`ptr`: Long,`level`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_haven_ffi_fn_func_backup_notice(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_haven_ffi_fn_func_core_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_haven_ffi_fn_func_plaintext_export_warning(uniffi_out_err: UniffiRustCallStatus, 
@@ -1186,6 +1202,9 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_haven_ffi_checksum_func_backup_notice() and 0xFFFF) != 36737) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_haven_ffi_checksum_func_core_version() and 0xFFFF) != 14717) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1217,6 +1236,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_articles() and 0xFFFF) != 49947) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_backup_journal() and 0xFFFF) != 59690) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_cancel() and 0xFFFF) != 19189) {
@@ -1268,6 +1290,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_journal_list() and 0xFFFF) != 24237) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_journal_purge_history() and 0xFFFF) != 51165) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_journal_set_body() and 0xFFFF) != 24021) {
@@ -1325,6 +1350,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_resources() and 0xFFFF) != 21937) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_restore_backup() and 0xFFFF) != 36413) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_resume_live() and 0xFFFF) != 62412) {
@@ -2280,6 +2308,16 @@ public interface HavenClientInterface {
     suspend fun `articles`(): List<ArticleSummary>
     
     /**
+     * Seals the whole journal (every entry with its full history, and its deletions) under
+     * `passphrase` into one backup file's bytes; show `backup_notice()`. Works offline and
+     * without an account's keys. Takes one Argon2id (about a second of CPU), on a library
+     * thread.
+     *
+     * Errors: `InvalidInput` (a passphrase below the password strength floor), `Storage`.
+     */
+    suspend fun `backupJournal`(`passphrase`: kotlin.String): JournalBackup
+    
+    /**
      * Aborts every operation of this client that is in flight (a sync, a login, a store call
      * not yet started); each fails with `Cancelled`. uniffi has no cancellation of its own, so
      * this is how an app cancels, e.g. when a screen closes. Store writes are atomic: one in
@@ -2375,6 +2413,17 @@ public interface HavenClientInterface {
      * Entries, most recently updated first.
      */
     suspend fun `journalList`(): List<EntrySummary>
+    
+    /**
+     * Replaces an entry by a copy without its edit history (a new document holding it as it
+     * reads now, in one revision) and deletes the old one, in one commit; returns the copy's
+     * id. The old entry's history leaves this device's store at once, the server and the
+     * other devices at the next sync (the server keeps its tombstone and the old envelopes'
+     * ids; its storage engine may keep their ciphertext until it compacts).
+     *
+     * Errors: `InvalidInput` (not an id), `NotFound`, `NotLoggedIn`.
+     */
+    suspend fun `journalPurgeHistory`(`id`: kotlin.String): kotlin.String
     
     /**
      * Replaces the body (stored as a diff, so concurrent edits elsewhere merge).
@@ -2490,6 +2539,18 @@ public interface HavenClientInterface {
      * `campus:<name>`, `city:<name>`; case-insensitive). Works offline.
      */
     suspend fun `resources`(`region`: kotlin.String?): List<ResourceList>
+    
+    /**
+     * Merges a backup made by `backup_journal` (on any profile, of any account) into the
+     * journal here: missing entries are added under their ids and queued for sync, entries
+     * both have are merged (no word lost on either side), entries deleted here stay deleted,
+     * entries the backup records as deleted are deleted here. Restoring twice changes nothing.
+     * Takes one Argon2id. All or nothing: on any error nothing changed.
+     *
+     * Errors: `Backup` (wrong passphrase, damaged, altered, not a backup, too large, weak
+     * parameters, a newer format), `NotLoggedIn`, `Storage`.
+     */
+    suspend fun `restoreBackup`(`data`: kotlin.ByteArray, `passphrase`: kotlin.String): RestoreReport
     
     /**
      * Starts live sync again if `pause_live` stopped it (app back in the foreground).
@@ -2751,6 +2812,36 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
         { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterSequenceTypeArticleSummary.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Seals the whole journal (every entry with its full history, and its deletions) under
+     * `passphrase` into one backup file's bytes; show `backup_notice()`. Works offline and
+     * without an account's keys. Takes one Argon2id (about a second of CPU), on a library
+     * thread.
+     *
+     * Errors: `InvalidInput` (a passphrase below the password strength floor), `Storage`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `backupJournal`(`passphrase`: kotlin.String) : JournalBackup {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_backup_journal(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`passphrase`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeJournalBackup.lift(it) },
         // Error FFI converter
         HavenFfiException.ErrorHandler,
     )
@@ -3157,6 +3248,37 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
         { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterSequenceTypeEntrySummary.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Replaces an entry by a copy without its edit history (a new document holding it as it
+     * reads now, in one revision) and deletes the old one, in one commit; returns the copy's
+     * id. The old entry's history leaves this device's store at once, the server and the
+     * other devices at the next sync (the server keeps its tombstone and the old envelopes'
+     * ids; its storage engine may keep their ciphertext until it compacts).
+     *
+     * Errors: `InvalidInput` (not an id), `NotFound`, `NotLoggedIn`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `journalPurgeHistory`(`id`: kotlin.String) : kotlin.String {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_journal_purge_history(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterString.lift(it) },
         // Error FFI converter
         HavenFfiException.ErrorHandler,
     )
@@ -3655,6 +3777,39 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
         { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterSequenceTypeResourceList.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Merges a backup made by `backup_journal` (on any profile, of any account) into the
+     * journal here: missing entries are added under their ids and queued for sync, entries
+     * both have are merged (no word lost on either side), entries deleted here stay deleted,
+     * entries the backup records as deleted are deleted here. Restoring twice changes nothing.
+     * Takes one Argon2id. All or nothing: on any error nothing changed.
+     *
+     * Errors: `Backup` (wrong passphrase, damaged, altered, not a backup, too large, weak
+     * parameters, a newer format), `NotLoggedIn`, `Storage`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `restoreBackup`(`data`: kotlin.ByteArray, `passphrase`: kotlin.String) : RestoreReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_restore_backup(
+                uniffiHandle,
+                
+        FfiConverterByteArray.lower(`data`),
+        FfiConverterString.lower(`passphrase`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeRestoreReport.lift(it) },
         // Error FFI converter
         HavenFfiException.ErrorHandler,
     )
@@ -5579,6 +5734,48 @@ public object FfiConverterTypeExportReport: FfiConverterRustBuffer<ExportReport>
 
 
 /**
+ * An encrypted backup of the journal (see `backup_notice`): the file's bytes, ciphertext only,
+ * safe to write anywhere the user chooses.
+ */
+data class JournalBackup (
+    var `data`: kotlin.ByteArray
+    , 
+    var `entries`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeJournalBackup: FfiConverterRustBuffer<JournalBackup> {
+    override fun read(buf: ByteBuffer): JournalBackup {
+        return JournalBackup(
+            FfiConverterByteArray.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: JournalBackup) = (
+            FfiConverterByteArray.allocationSize(value.`data`) +
+            FfiConverterULong.allocationSize(value.`entries`)
+    )
+
+    override fun write(value: JournalBackup, buf: ByteBuffer) {
+            FfiConverterByteArray.write(value.`data`, buf)
+            FfiConverterULong.write(value.`entries`, buf)
+    }
+}
+
+
+
+/**
  * A whole journal entry.
  */
 data class JournalEntry (
@@ -5984,6 +6181,78 @@ public object FfiConverterTypeResourceList: FfiConverterRustBuffer<ResourceList>
             FfiConverterString.write(value.`title`, buf)
             FfiConverterString.write(value.`region`, buf)
             FfiConverterSequenceTypeResource.write(value.`resources`, buf)
+    }
+}
+
+
+
+/**
+ * What `restore_backup` did. Restoring the same backup again gives only `unchanged` (and
+ * `kept_deleted`).
+ */
+data class RestoreReport (
+    /**
+     * Entries this device did not have, added (and queued for sync).
+     */
+    var `added`: kotlin.ULong
+    , 
+    /**
+     * Entries both had, into which the backup brought edits this device lacked.
+     */
+    var `merged`: kotlin.ULong
+    , 
+    /**
+     * Entries already here with everything the backup holds.
+     */
+    var `unchanged`: kotlin.ULong
+    , 
+    /**
+     * Entries here that the backup records as deleted, deleted here too.
+     */
+    var `deleted`: kotlin.ULong
+    , 
+    /**
+     * Entries of the backup that were deleted here: they stay deleted.
+     */
+    var `keptDeleted`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRestoreReport: FfiConverterRustBuffer<RestoreReport> {
+    override fun read(buf: ByteBuffer): RestoreReport {
+        return RestoreReport(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RestoreReport) = (
+            FfiConverterULong.allocationSize(value.`added`) +
+            FfiConverterULong.allocationSize(value.`merged`) +
+            FfiConverterULong.allocationSize(value.`unchanged`) +
+            FfiConverterULong.allocationSize(value.`deleted`) +
+            FfiConverterULong.allocationSize(value.`keptDeleted`)
+    )
+
+    override fun write(value: RestoreReport, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`added`, buf)
+            FfiConverterULong.write(value.`merged`, buf)
+            FfiConverterULong.write(value.`unchanged`, buf)
+            FfiConverterULong.write(value.`deleted`, buf)
+            FfiConverterULong.write(value.`keptDeleted`, buf)
     }
 }
 
@@ -6545,6 +6814,18 @@ sealed class HavenFfiException: kotlin.Exception() {
     }
     
     /**
+     * A backup could not be opened or made: a wrong passphrase, a damaged or altered file, not a
+     * Haven backup, one too large, or one made by a newer version. Nothing was changed.
+     */
+    class Backup(
+        
+        val `reason`: kotlin.String
+        ) : HavenFfiException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * The client was closed or wiped; open a new one.
      */
     class Closed(
@@ -6622,10 +6903,13 @@ public object FfiConverterTypeHavenFfiError : FfiConverterRustBuffer<HavenFfiExc
             12 -> HavenFfiException.Storage(
                 FfiConverterString.read(buf),
                 )
-            13 -> HavenFfiException.Closed(
+            13 -> HavenFfiException.Backup(
                 FfiConverterString.read(buf),
                 )
-            14 -> HavenFfiException.Internal(
+            14 -> HavenFfiException.Closed(
+                FfiConverterString.read(buf),
+                )
+            15 -> HavenFfiException.Internal(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -6690,6 +6974,11 @@ public object FfiConverterTypeHavenFfiError : FfiConverterRustBuffer<HavenFfiExc
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is HavenFfiException.Storage -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is HavenFfiException.Backup -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -6769,13 +7058,18 @@ public object FfiConverterTypeHavenFfiError : FfiConverterRustBuffer<HavenFfiExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is HavenFfiException.Closed -> {
+            is HavenFfiException.Backup -> {
                 buf.putInt(13)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is HavenFfiException.Internal -> {
+            is HavenFfiException.Closed -> {
                 buf.putInt(14)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is HavenFfiException.Internal -> {
+                buf.putInt(15)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -7537,6 +7831,20 @@ public object FfiConverterSequenceTypeTrustedContact: FfiConverterRustBuffer<Lis
 
 
 
+
+        /**
+         * What to show next to a backup: it is encrypted, and a forgotten passphrase cannot be
+         * recovered.
+         */ fun `backupNotice`(): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_haven_ffi_fn_func_backup_notice(
+    
+        _status)
+}
+    )
+    }
+    
 
         /**
          * This library's version (`major.minor.patch`).
