@@ -148,6 +148,8 @@ pub fn options_from_args(args: &ServeArgs) -> anyhow::Result<AppOptions> {
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = options_from_args(&args)?;
+    // Before the services start, so the gauges they set at start (master-key state) are kept.
+    let metrics_handle = crate::metrics::install();
     let (store, postgres) = open_chosen_store(&args).await?;
     let (stop, shutdown) = watch::channel(false);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -187,7 +189,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tracing::info!(api = %listener.local_addr()?, admin = %admin.local_addr()?, "serving");
 
-    let metrics_handle = crate::metrics::install();
     let admin_task = tokio::spawn(async move {
         axum::serve(admin, crate::metrics::admin_router(metrics_handle)).await
     });
