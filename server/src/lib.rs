@@ -6,6 +6,7 @@
 #[cfg(all(feature = "insecure-fast-kdf", not(debug_assertions)))]
 compile_error!("the `insecure-fast-kdf` feature is for debug test builds only; never ship it");
 
+pub mod account_seal;
 pub mod app;
 pub mod auth;
 pub mod clock;

@@ -10,6 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::account_seal::SealedAccounts;
 use crate::app::{App, AppState, HttpConfig};
 use crate::auth::{AuthConfig, AuthService};
 use crate::clock::{Clock, SystemClock};
@@ -79,6 +80,9 @@ pub async fn build_app(
             .await
             .context("opening the master key")?,
     );
+    // Every service sees account records with their secret fields opened; the store holds them
+    // sealed under the account's storage key, so they die with it.
+    let store: Arc<dyn Store> = Arc::new(SealedAccounts::new(store, Arc::clone(&keys)));
     let commits = GroupCommit::start(Arc::clone(&store));
     let live = Arc::new(LiveHub::new());
     let auth = AuthService::new(Arc::clone(&store), Arc::clone(&clock), options.auth)

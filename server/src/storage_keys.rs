@@ -154,19 +154,19 @@ impl StorageKeys {
         &self.master
     }
 
-    /// Creates the account with a fresh storage key, wrapped under the current generation.
+    /// Creates the account with a fresh storage key, wrapped under the current generation,
+    /// through `store`: the server's sealing store (`crate::account_seal`) over this one, so the
+    /// record's secret fields are sealed from its very first write.
     pub async fn create_account(
         &self,
+        store: &dyn Store,
         account: AccountRecord,
         first_device: DeviceRecord,
     ) -> Result<Cas<()>, StorageKeyError> {
         let _switch = self.switch.read().await;
         let raw = Zeroizing::new(random_bytes::<32>());
         let wrapped = self.master.wrap(&SpaceId::Private(account.space_id), &raw);
-        Ok(self
-            .store
-            .create_account(account, first_device, wrapped)
-            .await?)
+        Ok(store.create_account(account, first_device, wrapped).await?)
     }
 
     /// The usable storage key of a space; `None` for `public` and unknown spaces.
@@ -440,7 +440,10 @@ mod tests {
     async fn create(keys: &StorageKeys, ns: &[u8]) -> Vec<Zeroizing<[u8; 32]>> {
         let mut raw = Vec::new();
         for &n in ns {
-            let created = keys.create_account(account(n), device(n)).await.unwrap();
+            let created = keys
+                .create_account(&*keys.store, account(n), device(n))
+                .await
+                .unwrap();
             assert_eq!(created, Cas::Done(()));
             raw.push(keys.open_key(&space(n)).await.unwrap().unwrap());
         }

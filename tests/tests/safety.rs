@@ -366,10 +366,11 @@ async fn a_new_device_links_without_the_password_after_the_codes_match() {
 
 /// Erasure is physical on sled (docs/PRIVACY.md): after an account is erased and the master
 /// key rotated, no file under the data directory holds the account's storage key, the master
-/// key generation it was wrapped under, or any envelope body in the form it was uploaded. sled
-/// may keep the erased records in old segments; what it keeps is the storage key wrapped under a
-/// generation that no longer exists, and bodies sealed under that key. Another account, whose
-/// key the rotation re-wrapped, keeps syncing and reading.
+/// key generation it was wrapped under, any envelope body in the form it was uploaded, its key
+/// bundle or its Argon2id hashes (what offline password guessing would need). sled may keep the
+/// erased records in old segments; what it keeps is the storage key wrapped under a generation
+/// that no longer exists, and bodies and account fields sealed under that key. Another account,
+/// whose key the rotation re-wrapped, keeps syncing and reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_erasure_no_uploaded_body_is_left_in_the_server_files() {
     use haven_core::remote::ServerApi;
@@ -434,6 +435,24 @@ async fn after_erasure_no_uploaded_body_is_left_in_the_server_files() {
         .expect("the account has a storage key");
     let old_masters = read_generations(&master_file).unwrap();
     assert_eq!(old_masters.len(), 1);
+    // And what offline password guessing would need: the account's Argon2id outputs and its
+    // key bundle (in the store's JSON, base64 like this).
+    let record = server
+        .state
+        .store
+        .account_by_username(&server.state.auth.username_key("leaving"))
+        .await
+        .unwrap()
+        .expect("the account exists");
+    let mut guessable: Vec<Vec<u8>> = [&record.auth_hash, &record.recovery_hash]
+        .into_iter()
+        .map(|phc| phc.rsplit('$').next().unwrap().as_bytes().to_vec())
+        .collect();
+    let bundle = &record.key_bundle.blob.0;
+    assert!(bundle.len() >= 48);
+    let encoded = serde_json::to_string(&haven_protocol::Blob(bundle[..48].to_vec())).unwrap();
+    guessable.push(encoded.trim_matches('"').as_bytes().to_vec());
+    guessable.push(bundle[..48].to_vec());
 
     haven.delete_account(PASSWORD).await.unwrap();
     haven.close().unwrap();
@@ -468,6 +487,13 @@ async fn after_erasure_no_uploaded_body_is_left_in_the_server_files() {
             haven_tests::file_containing(&files, key.as_slice()),
             None,
             "master key generation {generation} is still in the server's files"
+        );
+    }
+    for needle in &guessable {
+        assert_eq!(
+            haven_tests::file_containing(&files, needle),
+            None,
+            "the erased account's key bundle or a password hash is in the server's files: {needle:?}"
         );
     }
     for envelope in &uploaded {

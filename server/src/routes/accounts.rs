@@ -159,7 +159,7 @@ pub(super) async fn create_account(
     };
     let created = state
         .keys
-        .create_account(account, device)
+        .create_account(&*state.store, account, device)
         .await
         .map_err(|error| ApiError::internal("creating the account", &error))?;
     match created {
