@@ -618,6 +618,49 @@ mod tests {
         assert_eq!(keys.master().generations(), vec![1]);
     }
 
+    /// How long a rotation and a start take with many accounts on sled (a measurement, not a
+    /// check): `HAVEN_MEASURE_ACCOUNTS=10000 cargo test -p haven-server --release --lib
+    /// rotation_cost -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check; run by hand"]
+    async fn rotation_cost_on_sled() {
+        let accounts: u32 = std::env::var("HAVEN_MEASURE_ACCOUNTS")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(10_000);
+        let dir = tempfile::tempdir().unwrap();
+        let store = sled(dir.path());
+        let keys = open(&store, dir.path()).await.unwrap();
+        let started = std::time::Instant::now();
+        for n in 0..accounts {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            let mut record = account(1);
+            record.user_id = HexId(id);
+            let mut space_id = id;
+            space_id[15] = 0xee;
+            record.space_id = HexId(space_id);
+            record.username_key[..4].copy_from_slice(&n.to_be_bytes());
+            let mut first = device(1);
+            first.user_id = record.user_id;
+            let created = keys.create_account(&*keys.store, record, first).await;
+            assert_eq!(created.unwrap(), Cas::Done(()));
+        }
+        store.flush().await.unwrap();
+        println!("created {accounts} accounts in {:?}", started.elapsed());
+        let started = std::time::Instant::now();
+        let report = keys.rotate().await.unwrap();
+        println!(
+            "rotation: {} keys re-wrapped in {:?}",
+            report.rewrapped,
+            started.elapsed()
+        );
+        drop(keys);
+        let started = std::time::Instant::now();
+        open(&store, dir.path()).await.unwrap();
+        println!("start-up walk of {accounts} keys: {:?}", started.elapsed());
+    }
+
     #[tokio::test]
     async fn a_missing_or_foreign_master_key_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
