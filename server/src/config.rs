@@ -48,7 +48,8 @@ pub enum KeysAction {
     /// Stop accepting tokens signed by this key.
     Retire { kid: String },
     /// Rotate the master key now: a new generation, every account's storage key re-wrapped under
-    /// it, older generations removed from the master-key file (with sled, stop the server first).
+    /// it, older generations removed from the master-key file. Stop the server first (sled), or
+    /// every instance, then copy the new file to each of them (PostgreSQL).
     RotateMaster,
 }
 

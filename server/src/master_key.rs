@@ -115,10 +115,10 @@ impl MasterKeys {
     /// Loads the file at `path`; when it does not exist, creates it with one fresh generation
     /// if `may_create`, else refuses ([`MasterKeyError::Missing`]). Returns whether it was created.
     pub async fn open(path: &Path, may_create: bool) -> Result<(Self, bool), MasterKeyError> {
-        let path = path.to_path_buf();
-        let blocking = tokio::task::spawn_blocking(move || open_blocking(path, may_create));
+        let owned = path.to_path_buf();
+        let blocking = tokio::task::spawn_blocking(move || open_blocking(owned, may_create));
         blocking.await.map_err(|error| MasterKeyError::Io {
-            path: PathBuf::new(),
+            path: path.to_path_buf(),
             source: std::io::Error::other(error),
         })?
     }
