@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::group_commit::GroupCommit;
 use crate::live_hub::LiveHub;
 use crate::spaces::SpaceService;
+use crate::storage_keys::StorageKeys;
 use crate::store::Store;
 
 /// HTTP-level settings.
@@ -41,6 +42,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub auth: AuthService,
     pub spaces: SpaceService,
+    /// Wrapped storage keys and master-key rotation.
+    pub keys: Arc<StorageKeys>,
     pub live: Arc<LiveHub>,
     pub commits: GroupCommit,
     pub clock: Arc<dyn Clock>,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::storage_keys::MasterKeySource;
+
 /// Haven's sync server.
 #[derive(Debug, Parser)]
 #[command(name = "haven-server", version, about)]
@@ -45,6 +47,10 @@ pub enum KeysAction {
     Rotate,
     /// Stop accepting tokens signed by this key.
     Retire { kid: String },
+    /// Rotate the master key now: a new generation, every account's storage key re-wrapped under
+    /// it, older generations removed from the master-key file. Stop the server first (sled), or
+    /// every instance, then copy the new file to each of them (PostgreSQL).
+    RotateMaster,
 }
 
 /// Everything `serve` needs; also read by `keys` for the store location.
@@ -76,6 +82,19 @@ pub struct ServeArgs {
         global = true
     )]
     pub data_dir: PathBuf,
+
+    /// The master-key file: the key that wraps every account's storage key, kept outside the
+    /// store so that erased accounts cannot be read back from old store files or backups.
+    /// Created at first start (mode 0600). Defaults to `master-keys` in --data; with PostgreSQL,
+    /// every instance must use a copy of the same file.
+    #[arg(long, env = "HAVEN_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+
+    /// When to rotate the master key after erasures: `auto` (in the background, the default with
+    /// sled) or `manual` (`haven-server keys rotate-master`; the default with PostgreSQL, where
+    /// several instances share the file).
+    #[arg(long, env = "HAVEN_MASTER_KEY_ROTATION", value_enum, global = true)]
+    pub master_key_rotation: Option<MasterKeyRotation>,
 
     /// Keep everything in memory (tests and demos; nothing survives a restart).
     #[arg(long, env = "HAVEN_IN_MEMORY", global = true)]
@@ -192,6 +211,13 @@ pub struct ServeArgs {
     pub ping_secs: u64,
 }
 
+/// See `--master-key-rotation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MasterKeyRotation {
+    Auto,
+    Manual,
+}
+
 /// Cross-instance live fan-out (see `--live-fanout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LiveFanout {
@@ -253,6 +279,26 @@ impl ServeArgs {
         }
     }
 
+    /// Where the master key lives: in memory for `--in-memory` (unless a file is named),
+    /// else the named file or `master-keys` in the data directory.
+    pub fn master_key_source(&self) -> Result<MasterKeySource, String> {
+        let memory = self.store_choice()? == StoreChoice::Memory;
+        Ok(match &self.master_key_file {
+            Some(path) => MasterKeySource::File(path.clone()),
+            None if memory => MasterKeySource::Ephemeral,
+            None => MasterKeySource::File(self.data_dir.join(crate::master_key::FILE_NAME)),
+        })
+    }
+
+    /// Whether this process rotates the master key by itself after erasures.
+    pub fn rotates_master_key(&self) -> Result<bool, String> {
+        let postgres = matches!(self.store_choice()?, StoreChoice::Postgres(_));
+        Ok(match self.master_key_rotation {
+            Some(rotation) => rotation == MasterKeyRotation::Auto,
+            None => !postgres,
+        })
+    }
+
     pub fn cache_bytes(&self) -> u64 {
         self.cache_mb.saturating_mul(1024 * 1024)
     }
@@ -296,5 +342,34 @@ mod tests {
         // A mistyped value is refused without echoing it (it could be a password).
         let error = choice(&["--store", "mysql://u:hunter2@x/y"]).unwrap_err();
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        Cli::try_parse_from([&["haven-server"], args].concat())
+            .unwrap()
+            .serve
+    }
+
+    #[test]
+    fn the_master_key_file_sits_next_to_sled_and_rotation_is_auto_only_for_sled() {
+        let sled = serve(&["--data", "/srv/haven"]);
+        assert_eq!(
+            sled.master_key_source(),
+            Ok(MasterKeySource::File("/srv/haven/master-keys".into()))
+        );
+        assert_eq!(sled.rotates_master_key(), Ok(true));
+        let url = "postgres://haven@db/haven";
+        let postgres = serve(&["--store", url, "--master-key-file", "/etc/haven/mk"]);
+        assert_eq!(
+            postgres.master_key_source(),
+            Ok(MasterKeySource::File("/etc/haven/mk".into()))
+        );
+        assert_eq!(postgres.rotates_master_key(), Ok(false));
+        let single = serve(&["--store", url, "--master-key-rotation", "auto"]);
+        assert_eq!(single.rotates_master_key(), Ok(true));
+        assert_eq!(
+            serve(&["--in-memory"]).master_key_source(),
+            Ok(MasterKeySource::Ephemeral)
+        );
     }
 }

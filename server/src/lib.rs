@@ -6,6 +6,7 @@
 #[cfg(all(feature = "insecure-fast-kdf", not(debug_assertions)))]
 compile_error!("the `insecure-fast-kdf` feature is for debug test builds only; never ship it");
 
+pub mod account_seal;
 pub mod app;
 pub mod auth;
 pub mod clock;
@@ -15,11 +16,13 @@ pub mod group_commit;
 pub mod keys_cli;
 pub mod live_fanout;
 pub mod live_hub;
+pub mod master_key;
 pub mod metrics;
 pub mod migrate_cli;
 pub mod public_content;
 pub mod routes;
 pub mod server;
 pub mod spaces;
+pub mod storage_keys;
 pub mod storage_seal;
 pub mod store;

@@ -10,6 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::account_seal::SealedAccounts;
 use crate::app::{App, AppState, HttpConfig};
 use crate::auth::{AuthConfig, AuthService};
 use crate::clock::{Clock, SystemClock};
@@ -19,6 +20,7 @@ use crate::live_fanout::FanoutMode;
 use crate::live_hub::LiveHub;
 use crate::routes::parse_version;
 use crate::spaces::{LogLimits, SpaceService};
+use crate::storage_keys::{MasterKeySource, RotationPolicy, StorageKeys};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::postgres::{PgSettings, PgStore, describe_url};
@@ -62,6 +64,8 @@ pub struct AppOptions {
     pub log_limits: LogLimits,
     pub auth: AuthConfig,
     pub content_keys: Vec<VerifyingKey>,
+    /// Where the master key that wraps storage keys lives.
+    pub master_keys: MasterKeySource,
 }
 
 /// Builds the services over a store. Used by `serve` and by tests.
@@ -71,6 +75,14 @@ pub async fn build_app(
     options: AppOptions,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<AppState> {
+    let keys = Arc::new(
+        StorageKeys::open(Arc::clone(&store), &options.master_keys)
+            .await
+            .context("opening the master key")?,
+    );
+    // Every service sees account records with their secret fields opened; the store holds them
+    // sealed under the account's storage key, so they die with it.
+    let store: Arc<dyn Store> = Arc::new(SealedAccounts::new(store, Arc::clone(&keys)));
     let commits = GroupCommit::start(Arc::clone(&store));
     let live = Arc::new(LiveHub::new());
     let auth = AuthService::new(Arc::clone(&store), Arc::clone(&clock), options.auth)
@@ -78,6 +90,7 @@ pub async fn build_app(
         .context("loading the JWT key set")?;
     let spaces = SpaceService::new(
         Arc::clone(&store),
+        Arc::clone(&keys),
         commits.clone(),
         Arc::clone(&live),
         options.log_limits,
@@ -87,6 +100,7 @@ pub async fn build_app(
         store,
         auth,
         spaces,
+        keys,
         live,
         commits,
         clock,
@@ -131,12 +145,15 @@ pub fn options_from_args(args: &ServeArgs) -> anyhow::Result<AppOptions> {
         },
         auth,
         content_keys,
+        master_keys: args.master_key_source().map_err(anyhow::Error::msg)?,
     })
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = options_from_args(&args)?;
+    // Before the services start, so the gauges they set at start (master-key state) are kept.
+    let metrics_handle = crate::metrics::install();
     let (store, postgres) = open_chosen_store(&args).await?;
     let (stop, shutdown) = watch::channel(false);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -176,11 +193,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tracing::info!(api = %listener.local_addr()?, admin = %admin.local_addr()?, "serving");
 
-    let metrics_handle = crate::metrics::install();
     let admin_task = tokio::spawn(async move {
         axum::serve(admin, crate::metrics::admin_router(metrics_handle)).await
     });
     let janitor = tokio::spawn(janitor(Arc::clone(&store), clock));
+    let rotations = args
+        .rotates_master_key()
+        .map_err(anyhow::Error::msg)?
+        .then(|| state.keys.spawn_rotations(RotationPolicy::default()));
 
     let app =
         crate::app::router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
@@ -195,6 +215,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     admin_task.abort();
     janitor.abort();
+    // A rotation cut short is safe: the file keeps every generation until all keys moved.
+    if let Some(rotations) = rotations {
+        rotations.abort();
+    }
     if let Some(fanout) = fanout {
         fanout.abort();
     }

@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, RwLock};
 use crate::error::{ApiError, ApiResult};
 use crate::group_commit::GroupCommit;
 use crate::live_hub::LiveHub;
+use crate::storage_keys::StorageKeys;
 use crate::storage_seal;
 use crate::store::{AppendItem, AppendOutcome, Store};
 
@@ -40,6 +41,9 @@ impl Default for LogLimits {
 #[derive(Debug)]
 pub struct SpaceService {
     store: Arc<dyn Store>,
+    /// Opens the account's wrapped storage key for each push and pull (never cached, so an
+    /// erased account's key is gone from memory as soon as the request ends).
+    keys: Arc<StorageKeys>,
     commits: GroupCommit,
     live: Arc<LiveHub>,
     limits: LogLimits,
@@ -57,6 +61,7 @@ pub struct SpaceService {
 impl SpaceService {
     pub fn new(
         store: Arc<dyn Store>,
+        keys: Arc<StorageKeys>,
         commits: GroupCommit,
         live: Arc<LiveHub>,
         limits: LogLimits,
@@ -64,6 +69,7 @@ impl SpaceService {
     ) -> Self {
         Self {
             store,
+            keys,
             commits,
             live,
             limits,
@@ -94,7 +100,7 @@ impl SpaceService {
                 self.limits.max_batch
             )));
         }
-        let storage_key = self.store.storage_key(space).await?;
+        let storage_key = self.storage_key(space).await?;
         let mut response = PushResponse::default();
         let mut items = Vec::with_capacity(changes.len());
         let mut prunes = false;
@@ -200,7 +206,7 @@ impl SpaceService {
                 usize::try_from(limit).unwrap_or(usize::MAX),
             )
             .await?;
-        let storage_key = self.store.storage_key(space).await?;
+        let storage_key = self.storage_key(space).await?;
         let mut changes = Vec::with_capacity(rows.len());
         for (seq, mut envelope) in rows {
             if let Some(key) = &storage_key {
@@ -221,6 +227,16 @@ impl SpaceService {
             next,
             head,
         })
+    }
+
+    async fn storage_key(
+        &self,
+        space: &SpaceId,
+    ) -> ApiResult<Option<zeroize::Zeroizing<[u8; 32]>>> {
+        self.keys
+            .open_key(space)
+            .await
+            .map_err(|error| ApiError::internal("opening the storage key", &error))
     }
 
     /// The highest seq a reader may see in this space.

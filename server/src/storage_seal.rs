@@ -34,23 +34,7 @@ pub fn seal(
     id: &EnvelopeId,
     body: &[u8],
 ) -> Result<Vec<u8>, SealError> {
-    let cipher = XChaCha20Poly1305::new(key.into());
-    let nonce_bytes: [u8; NONCE_LEN] = random_bytes();
-    let nonce = XNonce::from(nonce_bytes);
-    let aad = aad(space, id);
-    let sealed = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: body,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| SealError)?;
-    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-    out.extend_from_slice(&nonce_bytes);
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    seal_with_aad(key, &aad(space, id), body)
 }
 
 /// Inverse of [`seal`].
@@ -60,17 +44,34 @@ pub fn open(
     id: &EnvelopeId,
     stored: &[u8],
 ) -> Result<Vec<u8>, SealError> {
+    open_with_aad(key, &aad(space, id), stored)
+}
+
+/// `nonce ‖ XChaCha20-Poly1305(key, body, aad)`, for other records sealed under the storage key
+/// (`crate::account_seal`), each with an AAD of its own domain.
+pub(crate) fn seal_with_aad(key: &[u8; 32], aad: &[u8], body: &[u8]) -> Result<Vec<u8>, SealError> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let nonce_bytes: [u8; NONCE_LEN] = random_bytes();
+    let nonce = XNonce::from(nonce_bytes);
+    let sealed = cipher
+        .encrypt(&nonce, Payload { msg: body, aad })
+        .map_err(|_| SealError)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Inverse of [`seal_with_aad`].
+pub(crate) fn open_with_aad(
+    key: &[u8; 32],
+    aad: &[u8],
+    stored: &[u8],
+) -> Result<Vec<u8>, SealError> {
     let (nonce, sealed) = stored.split_first_chunk::<NONCE_LEN>().ok_or(SealError)?;
     let cipher = XChaCha20Poly1305::new(key.into());
-    let aad = aad(space, id);
     cipher
-        .decrypt(
-            &XNonce::from(*nonce),
-            Payload {
-                msg: sealed,
-                aad: &aad,
-            },
-        )
+        .decrypt(&XNonce::from(*nonce), Payload { msg: sealed, aad })
         .map_err(|_| SealError)
 }
 

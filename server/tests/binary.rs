@@ -259,6 +259,11 @@ async fn a_newcomer_session_over_the_real_binary() {
         .unwrap();
     assert!(metrics.contains("haven_http_requests_total"), "{metrics}");
     assert!(metrics.contains("haven_envelopes_pushed_total"));
+    assert!(
+        metrics.contains("haven_master_key_rotation_due 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("haven_master_key_generations 1"));
     let (status, _) = json_of(http.get(server.url("/metrics")).send().await.unwrap()).await;
     assert_eq!(status, 404);
 
@@ -289,6 +294,24 @@ async fn a_newcomer_session_over_the_real_binary() {
     assert!(
         listed.contains("Active") && listed.contains("VerifyOnly"),
         "{listed}"
+    );
+    // The master key rotates on the stopped server's directory: the account's storage key is
+    // re-wrapped, generation 1 leaves the file, and the log reads the same after the restart.
+    let master_keys = dir.path().join(haven_server::master_key::FILE_NAME);
+    let first = haven_server::master_key::read_generations(&master_keys).unwrap();
+    assert_eq!(first.keys().copied().collect::<Vec<_>>(), vec![1]);
+    let rotated = keys(&["rotate-master"]);
+    assert!(
+        rotated.contains("generation 2") && rotated.contains("1 storage keys re-wrapped"),
+        "{rotated}"
+    );
+    let second = haven_server::master_key::read_generations(&master_keys).unwrap();
+    assert_eq!(second.keys().copied().collect::<Vec<_>>(), vec![2]);
+    assert!(
+        !std::fs::read(&master_keys)
+            .unwrap()
+            .windows(32)
+            .any(|w| w == first[&1].as_slice())
     );
 
     // Restart on the same directory: the same log, and the sample content is not published twice.

@@ -57,6 +57,8 @@ struct TestDatabase {
     server: String,
     name: String,
     url: String,
+    /// The master-key file every instance over this database shares (created by the first).
+    keys: tempfile::TempDir,
 }
 
 impl TestDatabase {
@@ -83,6 +85,7 @@ impl TestDatabase {
         };
         Self {
             server: server.to_owned(),
+            keys: tempfile::tempdir().unwrap(),
             name,
             url,
         }
@@ -116,8 +119,15 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(store_url: &str, fanout: &str) -> Self {
+    /// An instance over `database`, with the master-key file its instances share.
+    fn start(database: &TestDatabase, fanout: &str) -> Self {
+        let master_keys = database.keys.path().join("master-keys");
+        Self::start_with_keys(&database.url, fanout, &master_keys)
+    }
+
+    fn start_with_keys(store_url: &str, fanout: &str, master_keys: &std::path::Path) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_haven-server"));
+        command.arg("--master-key-file").arg(master_keys);
         command
             .args([
                 "--live-fanout",
@@ -323,8 +333,8 @@ async fn two_instances_serve_one_account(fanout: &str) {
     let database = TestDatabase::create(&server).await;
     // One after the other: the second finds the schema, the JWT key set and the sample content
     // the first one made (its own publish of the same content is all duplicates).
-    let a = Instance::start(&database.url, fanout);
-    let b = Instance::start(&database.url, fanout);
+    let a = Instance::start(&database, fanout);
+    let b = Instance::start(&database, fanout);
     let http = reqwest::Client::new();
 
     // The account is made on A; its second device logs in on B (the key set is shared).
@@ -555,7 +565,26 @@ async fn migrate_moves_a_sled_node_to_postgres() {
     assert!(printed.contains("migrated 1 accounts"), "{printed}");
     assert!(!printed.contains("moving-house"), "{printed}");
 
-    let postgres = Instance::start(&database.url, "notify");
+    // The master-key file moves with the data (docs/DEPLOY.md). Without it an instance refuses
+    // to start rather than make a new one that would open none of the migrated storage keys.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_haven-server"))
+        .arg("--master-key-file")
+        .arg(elsewhere.path().join("master-keys"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .env("HAVEN_STORE", &database.url)
+        .env("HAVEN_LOG", "warn")
+        .output()
+        .expect("haven-server runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("is missing"), "{stderr}");
+    assert!(!elsewhere.path().join("master-keys").exists());
+    let postgres = Instance::start_with_keys(
+        &database.url,
+        "notify",
+        &data.path().join(haven_server::master_key::FILE_NAME),
+    );
     // The token the sled node issued verifies here: the JWT key set moved with the data.
     assert_eq!(pull_all(&http, &postgres, &user).await, before);
     assert_eq!(public_log(&http, &postgres).await, public_before);
@@ -621,8 +650,8 @@ async fn two_devices_on_two_instances_sync_live() {
         return;
     };
     let database = TestDatabase::create(&server).await;
-    let a = Instance::start(&database.url, "notify");
-    let b = Instance::start(&database.url, "notify");
+    let a = Instance::start(&database, "notify");
+    let b = Instance::start(&database, "notify");
     let open = |dir: &std::path::Path, url: &str| {
         let keys: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new(Arc::new(OsRandom)));
         let remote = HttpRemote::new(url, HttpOptions::default()).unwrap();
@@ -742,7 +771,7 @@ async fn w1_w2_on_sled_and_postgres() {
     let database = TestDatabase::create(&server).await;
     for (label, instance) in [
         ("sled", Instance::start_sled(data.path())),
-        ("postgres", Instance::start(&database.url, "notify")),
+        ("postgres", Instance::start(&database, "notify")),
     ] {
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let writer = open(dir_a.path(), &instance.base);

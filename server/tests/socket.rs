@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
+use haven_server::storage_keys::MasterKeySource;
 use haven_server::store::Store;
 use haven_server::store::sled_kv::SledStore;
 use serde_json::{Value, json};
@@ -30,8 +31,15 @@ struct Running {
 
 impl Running {
     async fn start(store: Arc<dyn Store>) -> Self {
+        Self::start_with_keys(store, MasterKeySource::Ephemeral).await
+    }
+
+    /// A server whose master key lives in `master_keys` (a store that restarts needs the same
+    /// master key to open its storage keys).
+    async fn start_with_keys(store: Arc<dyn Store>, master_keys: MasterKeySource) -> Self {
         let mut options = options();
         options.http.ping_secs = 1;
+        options.master_keys = master_keys;
         let app = TestApp::with_options(store, options).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -216,7 +224,12 @@ async fn an_expired_token_closes_the_socket_with_4001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_every_acked_envelope_at_its_seq() {
     let dir = tempfile::tempdir().unwrap();
-    let running = Running::start(Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap())).await;
+    let master_keys = MasterKeySource::File(dir.path().join(haven_server::master_key::FILE_NAME));
+    let running = Running::start_with_keys(
+        Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap()),
+        master_keys.clone(),
+    )
+    .await;
     let mut user = running.app.user("restart-user").await;
     let envelopes: Vec<_> = (0..20).map(|i| user.change(doc(i % 3))).collect();
     let (_, body) = running
@@ -242,7 +255,7 @@ async fn a_restart_keeps_every_acked_envelope_at_its_seq() {
             }
         }
     };
-    let running = Running::start(Arc::new(reopened)).await;
+    let running = Running::start_with_keys(Arc::new(reopened), master_keys).await;
     user.login(&running.app).await;
     let (status, after) = running.get(&user.changes_uri(), user.token()).await;
     assert_eq!(status, 200);

@@ -46,6 +46,7 @@ pub fn test_options() -> AppOptions {
         log_limits: LogLimits::default(),
         auth: AuthConfig::default(),
         content_keys: vec![content_key().verifying_key()],
+        master_keys: haven_server::storage_keys::MasterKeySource::Ephemeral,
     }
 }
 

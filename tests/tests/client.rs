@@ -23,13 +23,22 @@ const PASSWORD: &str = "correct horse battery staple";
 /// publishing the sample content, over a sled store in `dir`.
 async fn server_in(dir: &Path) -> TestServer {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, 8 << 20).unwrap());
-    let mut options = test_options();
-    options.content_keys = vec![haven_core::content::bundled_dev_content_key()];
-    let server = spawn_server(store, options).await.unwrap();
+    let server = spawn_server(store, options_in(dir)).await.unwrap();
     haven_server::public_content::publish_sample_if_empty(&server.state, None)
         .await
         .unwrap();
     server
+}
+
+/// Options of a server over the data directory `dir`: the dev content key trusted, and the
+/// master-key file in `dir` (as `haven-server --data dir` has it), so a restart opens the keys.
+fn options_in(dir: &Path) -> haven_server::server::AppOptions {
+    let mut options = test_options();
+    options.content_keys = vec![haven_core::content::bundled_dev_content_key()];
+    options.master_keys = haven_server::storage_keys::MasterKeySource::File(
+        dir.join(haven_server::master_key::FILE_NAME),
+    );
+    options
 }
 
 fn keystore() -> Arc<dyn KeyStore> {
@@ -415,11 +424,10 @@ async fn a_server_restored_from_an_old_backup_is_healed_by_its_devices() {
     copy_dir(server_dir.path(), backup.path());
 
     // Life goes on: both devices write and sync.
-    let server = spawn_server(Arc::new(reopen_sled(server_dir.path()).await), {
-        let mut options = test_options();
-        options.content_keys = vec![haven_core::content::bundled_dev_content_key()];
-        options
-    })
+    let server = spawn_server(
+        Arc::new(reopen_sled(server_dir.path()).await),
+        options_in(server_dir.path()),
+    )
     .await
     .unwrap();
     let (a, b) = (
@@ -447,11 +455,10 @@ async fn a_server_restored_from_an_old_backup_is_healed_by_its_devices() {
     // The disaster: the server comes back from the old backup.
     std::fs::remove_dir_all(server_dir.path()).unwrap();
     copy_dir(backup.path(), server_dir.path());
-    let server = spawn_server(Arc::new(reopen_sled(server_dir.path()).await), {
-        let mut options = test_options();
-        options.content_keys = vec![haven_core::content::bundled_dev_content_key()];
-        options
-    })
+    let server = spawn_server(
+        Arc::new(reopen_sled(server_dir.path()).await),
+        options_in(server_dir.path()),
+    )
     .await
     .unwrap();
     let (a, b) = (

@@ -334,24 +334,30 @@ async fn a_new_device_links_without_the_password_after_the_codes_match() {
     server.stop().await.unwrap();
 }
 
-/// What erasure guarantees today on sled: no envelope body the account uploaded is left in the
-/// server's files, in any form a reader could match (they were stored sealed under the account's
-/// storage key, and the records are gone).
-///
-/// Known gap (docs/PRIVACY.md, issue 7): sled is log-structured, so the erased account's
-/// records stay in old segments until sled reclaims them — its envelope ids and other opaque
-/// metadata, and its storage key, which opens those sealed bodies. The fix planned is storage
-/// keys wrapped under a master key held outside the store and rotated after erasures.
+/// Erasure is physical on sled (docs/PRIVACY.md): after an account is erased and the master
+/// key rotated, no file under the data directory holds the account's storage key, the master
+/// key generation it was wrapped under, any envelope body in the form it was uploaded, its key
+/// bundle or its Argon2id hashes (what offline password guessing would need). sled may keep the
+/// erased records in old segments; what it keeps is the storage key wrapped under a generation
+/// that no longer exists, and bodies and account fields sealed under that key. Another account,
+/// whose key the rotation re-wrapped, keeps syncing and reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_erasure_no_uploaded_body_is_left_in_the_server_files() {
     use haven_core::remote::ServerApi;
+    use haven_server::master_key::{FILE_NAME, read_generations};
+    use haven_server::storage_keys::MasterKeySource;
     use haven_tests::chaos::{ChaosRemote, Faults};
 
     let _watchdog = watchdog("erasure scan", FLOW_LIMIT);
     let data = tempfile::tempdir().unwrap();
+    let master_file = data.path().join(FILE_NAME);
     let store: Arc<dyn haven_server::store::Store> =
         Arc::new(haven_server::store::sled_kv::SledStore::open(data.path(), 8 << 20).unwrap());
-    let server = spawn_server(store, test_options()).await.unwrap();
+    let options = haven_server::server::AppOptions {
+        master_keys: MasterKeySource::File(master_file.clone()),
+        ..test_options()
+    };
+    let server = spawn_server(store, options).await.unwrap();
     let profile = tempfile::tempdir().unwrap();
     let inner: Arc<dyn ServerApi> = Arc::new(
         haven_core::remote::http::HttpRemote::new(
@@ -378,12 +384,88 @@ async fn after_erasure_no_uploaded_body_is_left_in_the_server_files() {
     haven.sync_once().await.unwrap();
     let uploaded = recorder.pushed();
     assert!(uploaded.len() >= 40);
+
+    // Someone else keeps using the server.
+    let staying = device(&server);
+    staying
+        .haven
+        .register("staying", PASSWORD, "phone")
+        .await
+        .unwrap();
+    staying.haven.journal_create("before", "kept").unwrap();
+    staying.haven.sync_once().await.unwrap();
+
+    // What a copy of the disk would need to open the erased bodies.
+    let storage_key = server
+        .state
+        .keys
+        .open_key(&haven.space().unwrap())
+        .await
+        .unwrap()
+        .expect("the account has a storage key");
+    let old_masters = read_generations(&master_file).unwrap();
+    assert_eq!(old_masters.len(), 1);
+    // And what offline password guessing would need: the account's Argon2id outputs and its
+    // key bundle (in the store's JSON, base64 like this).
+    let record = server
+        .state
+        .store
+        .account_by_username(&server.state.auth.username_key("leaving"))
+        .await
+        .unwrap()
+        .expect("the account exists");
+    let mut guessable: Vec<Vec<u8>> = [&record.auth_hash, &record.recovery_hash]
+        .into_iter()
+        .map(|phc| phc.rsplit('$').next().unwrap().as_bytes().to_vec())
+        .collect();
+    let bundle = &record.key_bundle.blob.0;
+    assert!(bundle.len() >= 48);
+    let encoded = serde_json::to_string(&haven_protocol::Blob(bundle[..48].to_vec())).unwrap();
+    guessable.push(encoded.trim_matches('"').as_bytes().to_vec());
+    guessable.push(bundle[..48].to_vec());
+
     haven.delete_account(PASSWORD).await.unwrap();
     haven.close().unwrap();
+    assert!(server.state.keys.rotation_due());
+    let report = server.state.keys.rotate().await.unwrap();
+    assert!(report.rewrapped >= 1, "{report:?}");
+    assert!(!server.state.keys.rotation_due());
+
+    // The other account's key was re-wrapped: it still writes, and a new device reads it all.
+    staying.haven.journal_create("after", "still here").unwrap();
+    staying.haven.sync_once().await.unwrap();
+    let laptop = device(&server);
+    laptop
+        .haven
+        .login("staying", PASSWORD, "laptop")
+        .await
+        .unwrap();
+    laptop.haven.sync_once().await.unwrap();
+    assert_eq!(bodies(&laptop.haven), vec!["kept", "still here"]);
     server.stop().await.unwrap();
 
     let files = haven_tests::files_under(data.path()).unwrap();
     assert!(files.iter().map(|(_, bytes)| bytes.len()).sum::<usize>() > 0);
+    assert!(files.iter().any(|(path, _)| *path == master_file));
+    assert_eq!(
+        haven_tests::file_containing(&files, storage_key.as_slice()),
+        None,
+        "the erased account's storage key is in the server's files"
+    );
+    for (generation, key) in &old_masters {
+        assert_eq!(
+            haven_tests::file_containing(&files, key.as_slice()),
+            None,
+            "master key generation {generation} is still in the server's files"
+        );
+    }
+    for needle in &guessable {
+        assert_eq!(
+            haven_tests::file_containing(&files, needle),
+            None,
+            "the erased account's key bundle or a password hash is in the server's files: {needle:?}"
+        );
+    }
     for envelope in &uploaded {
         let body = &envelope.body.0;
         // The client's ciphertext (its nonce and first bytes), as it was uploaded.

@@ -14,7 +14,6 @@ use haven_protocol::api::{
 };
 use haven_protocol::{ErrorBody, ErrorCode, HexId, SpaceId};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
 use super::{ApiJson, Authed, ClientIp};
 use crate::app::AppState;
@@ -158,11 +157,12 @@ pub(super) async fn create_account(
         last_seen_day: today,
         revoked: false,
     };
-    match state
-        .store
-        .create_account(account, device, Zeroizing::new(random_bytes()))
-        .await?
-    {
+    let created = state
+        .keys
+        .create_account(&*state.store, account, device)
+        .await
+        .map_err(|error| ApiError::internal("creating the account", &error))?;
+    match created {
         Cas::Done(()) => {
             state.commits.flush().await?;
             Ok((
@@ -500,7 +500,8 @@ pub(super) async fn change_password(
 #[utoipa::path(delete, path = "/v1/account", tag = "accounts",
     request_body = AuthProof,
     responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-/// Erases the account: envelopes, bundle, sessions, devices and its storage key.
+/// Erases the account: envelopes, bundle, sessions, devices and its wrapped storage key; then a
+/// master-key rotation becomes due, after which no copy of that key left on disk opens.
 pub(super) async fn delete_account(
     State(state): State<AppState>,
     Authed(ctx): Authed,
@@ -518,6 +519,7 @@ pub(super) async fn delete_account(
         .await?;
     state.store.erase_account(&ctx.user_id).await?;
     state.commits.flush().await?;
+    state.keys.erased().await;
     state.live.revoke(Revocation::User(ctx.user_id));
     Ok(StatusCode::NO_CONTENT)
 }

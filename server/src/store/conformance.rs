@@ -21,7 +21,7 @@ use super::memory::MemoryKv;
 use super::sled_kv::SledKv;
 use super::{
     AccountRecord, AppendItem, AppendOutcome, DeviceRecord, Durability, JwtKeyRecord, JwtKeyState,
-    SessionRecord, Store,
+    SessionRecord, Store, StoredKey, WRAPPED_KEY_LEN, WrappedKey,
 };
 
 /// A fresh store for one test, and whatever must live as long as it (a temporary directory).
@@ -133,8 +133,16 @@ fn device_record(user: u8, n: u8) -> DeviceRecord {
     }
 }
 
-fn storage_key(n: u8) -> Zeroizing<[u8; 32]> {
-    Zeroizing::new([n.wrapping_add(100); 32])
+/// A wrapped key as the server would store it (the store never unwraps, so any bytes do).
+fn storage_key(n: u8) -> WrappedKey {
+    WrappedKey {
+        generation: u32::from(n % 3) + 1,
+        sealed: [n.wrapping_add(100); WRAPPED_KEY_LEN],
+    }
+}
+
+fn stored_key(n: u8) -> Option<StoredKey> {
+    Some(StoredKey::Wrapped(storage_key(n)))
 }
 
 /// Creates account `n` (first device 0) and returns its record and space.
@@ -267,6 +275,7 @@ macro_rules! store_conformance_tests {
             accounts_create_lookup_and_cas,
             revoke_device_revokes_exactly_that_devices_sessions,
             erase_account_removes_everything,
+            storage_keys_list_in_pages_and_replace_by_cas,
             sessions_cas_on_generation,
             revoke_sessions_of_user_keeps_one,
             tokens_are_single_use,
@@ -323,6 +332,11 @@ mod memory_store {
     async fn memory_refuses_corrupt_records() {
         cases::corrupt_records_are_refused(&KvStore::<MemoryKv>::new()).await;
     }
+
+    #[tokio::test]
+    async fn memory_reads_and_replaces_legacy_raw_keys() {
+        cases::legacy_raw_keys_are_read_and_replaced(&KvStore::<MemoryKv>::new()).await;
+    }
 }
 
 mod postgres_store {
@@ -344,6 +358,12 @@ mod sled_store {
     async fn sled_refuses_corrupt_records() {
         let (store, _dir) = sled_kv();
         cases::corrupt_records_are_refused(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sled_reads_and_replaces_legacy_raw_keys() {
+        let (store, _dir) = sled_kv();
+        cases::legacy_raw_keys_are_read_and_replaced(&store).await;
     }
 
     /// Everything acknowledged before a flush is there after a restart, and ids stay idempotent.
@@ -380,10 +400,7 @@ mod sled_store {
             store.account(&account.user_id).await.unwrap(),
             Some(account)
         );
-        assert_eq!(
-            *store.storage_key(&space).await.unwrap().unwrap(),
-            *storage_key(1)
-        );
+        assert_eq!(store.storage_key(&space).await.unwrap(), stored_key(1));
         let log = read_all(&store, &space).await;
         let expected = vec![
             (4, snapshot(4, 1, 1, &[1, 2], 2).envelope),
@@ -1124,10 +1141,7 @@ pub(super) mod cases {
         assert!(store.space_exists(&space).await.unwrap());
         assert_eq!(store.epoch(&space).await.unwrap(), 4);
         assert_eq!(store.head(&space).await.unwrap(), 0);
-        assert_eq!(
-            *store.storage_key(&space).await.unwrap().unwrap(),
-            *storage_key(1)
-        );
+        assert_eq!(store.storage_key(&space).await.unwrap(), stored_key(1));
         assert_eq!(
             store.devices(&account.user_id).await.unwrap(),
             vec![device_record(1, 0)]
@@ -1838,6 +1852,162 @@ pub(super) mod cases {
         plant(keys::token(&[5; 32]), b"{");
         plant(keys::link(&HexId([5; 16])), b"{");
         assert_eq!(store.purge_expired(u64::MAX).await.unwrap(), 0);
+    }
+
+    /// Every private space's key, in pages ascending by space name, and compare-and-swap
+    /// replacement (what a master-key rotation relies on).
+    pub(crate) async fn storage_keys_list_in_pages_and_replace_by_cas(store: &dyn Store) {
+        assert!(store.storage_keys(None, 10).await.unwrap().is_empty());
+        for n in [4u8, 1, 3, 2, 5] {
+            new_account(store, n, 1).await;
+        }
+        let all = store.storage_keys(None, 100).await.unwrap();
+        let expected: Vec<_> = (1..=5u8)
+            .map(|n| (space_of(n), StoredKey::Wrapped(storage_key(n))))
+            .collect();
+        assert_eq!(all, expected);
+        // Names ascend (the order pages follow on every backend).
+        let names: Vec<String> = all.iter().map(|(space, _)| space.name()).collect();
+        assert_eq!(names, sorted(names.clone()));
+        // Pages continue after the last space seen.
+        let first = store.storage_keys(None, 2).await.unwrap();
+        assert_eq!(first, expected[..2]);
+        let second = store.storage_keys(Some(&first[1].0), 2).await.unwrap();
+        assert_eq!(second, expected[2..4]);
+        let last = store.storage_keys(Some(&second[1].0), 2).await.unwrap();
+        assert_eq!(last, expected[4..]);
+        assert!(
+            store
+                .storage_keys(Some(&last[0].0), 2)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.storage_keys(None, 0).await.unwrap().is_empty());
+
+        // Replacement only from the expected value.
+        let space = space_of(2);
+        let new = WrappedKey {
+            generation: 9,
+            sealed: [0x99; WRAPPED_KEY_LEN],
+        };
+        let stale = StoredKey::Wrapped(storage_key(3));
+        assert_eq!(
+            store
+                .replace_storage_key(&space, &stale, new.clone())
+                .await
+                .unwrap(),
+            Cas::Conflict
+        );
+        assert_eq!(store.storage_key(&space).await.unwrap(), stored_key(2));
+        // Same sealed bytes under another generation number is another value.
+        let relabelled = StoredKey::Wrapped(WrappedKey {
+            generation: 77,
+            ..storage_key(2)
+        });
+        assert_eq!(
+            store
+                .replace_storage_key(&space, &relabelled, new.clone())
+                .await
+                .unwrap(),
+            Cas::Conflict
+        );
+        let current = StoredKey::Wrapped(storage_key(2));
+        assert_eq!(
+            store
+                .replace_storage_key(&space, &current, new.clone())
+                .await
+                .unwrap(),
+            Cas::Done(())
+        );
+        assert_eq!(
+            store.storage_key(&space).await.unwrap(),
+            Some(StoredKey::Wrapped(new.clone()))
+        );
+        // The old value cannot be swapped in twice.
+        assert_eq!(
+            store
+                .replace_storage_key(&space, &current, storage_key(2))
+                .await
+                .unwrap(),
+            Cas::Conflict
+        );
+        // Nothing else moved.
+        assert_eq!(
+            store.storage_key(&space_of(1)).await.unwrap(),
+            stored_key(1)
+        );
+        assert_eq!(
+            store.account(&user_id(2)).await.unwrap(),
+            Some(account_record(2, 1))
+        );
+
+        // An erased account's key is gone: not listed, not replaceable, not recreated.
+        store.erase_account(&user_id(3)).await.unwrap();
+        let listed: Vec<SpaceId> = store
+            .storage_keys(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(space, _)| space)
+            .collect();
+        assert_eq!(
+            listed,
+            vec![space_of(1), space_of(2), space_of(4), space_of(5)]
+        );
+        assert_eq!(
+            store
+                .replace_storage_key(&space_of(3), &stale, new.clone())
+                .await
+                .unwrap(),
+            Cas::Conflict
+        );
+        assert_eq!(store.storage_key(&space_of(3)).await.unwrap(), None);
+        assert!(!store.space_exists(&space_of(3)).await.unwrap());
+        // `public` and unknown spaces have no key to replace.
+        for space in [SpaceId::Public, space_of(42)] {
+            assert_eq!(
+                store
+                    .replace_storage_key(&space, &current, new.clone())
+                    .await
+                    .unwrap(),
+                Cas::Conflict
+            );
+            assert_eq!(store.storage_key(&space).await.unwrap(), None);
+        }
+    }
+
+    /// A raw 32-byte key written before master keys existed is read as legacy, listed, and
+    /// replaced by a wrapped one.
+    pub(crate) async fn legacy_raw_keys_are_read_and_replaced<E: KvEngine>(kv: &KvStore<E>) {
+        use super::super::kv::{KvBatch, keys};
+        let store: &dyn Store = kv;
+        let (_, space) = new_account(store, 1, 1).await;
+        new_account(store, 2, 1).await;
+        let mut batch = KvBatch::new();
+        batch.put(keys::storage_key(&space), vec![0x42; 32]);
+        kv.engine().apply(batch).unwrap();
+        let legacy = StoredKey::Legacy(Zeroizing::new([0x42; 32]));
+        assert_eq!(
+            store.storage_key(&space).await.unwrap(),
+            Some(legacy.clone())
+        );
+        assert_eq!(legacy.generation(), None);
+        assert_eq!(
+            store.storage_keys(None, 10).await.unwrap(),
+            vec![
+                (space, legacy.clone()),
+                (space_of(2), StoredKey::Wrapped(storage_key(2)))
+            ]
+        );
+        assert_eq!(
+            store
+                .replace_storage_key(&space, &legacy, storage_key(7))
+                .await
+                .unwrap(),
+            Cas::Done(())
+        );
+        assert_eq!(store.storage_key(&space).await.unwrap(), stored_key(7));
     }
 
     /// Several writers to one space: one gap-free sequence, and every ack is distinct.

@@ -20,7 +20,7 @@
 //! | `s/{session}`              | JSON [`SessionRecord`]                          |
 //! | `su/{user}/{session}`      | empty (index of a user's sessions)              |
 //! | `t/{hash}`                 | JSON [`OneTimeToken`]                           |
-//! | `k/S`                      | storage key (32 bytes)                          |
+//! | `k/S`                      | [`StoredKey::encode`]: the wrapped storage key  |
 //! | `l/S/h`                    | head seq (u64)                                  |
 //! | `l/S/p`                    | key epoch (u32); its presence = the space exists|
 //! | `l/S/e/{seq}`              | [`Envelope::encode`] of a live envelope         |
@@ -56,7 +56,7 @@ use zeroize::Zeroizing;
 use super::{
     AccountRecord, AppendItem, AppendOutcome, Cas, DeviceRecord, Durability, JwtKeyRecord,
     JwtKeyState, LinkRecord, OneTimeToken, RateDecision, SessionRecord, Store, StoreError,
-    StoreResult,
+    StoreResult, StoredKey, WrappedKey,
 };
 
 /// A set of writes applied all-or-nothing. A later write to a key replaces an earlier one in the
@@ -312,7 +312,7 @@ impl<E: KvEngine> Store for KvStore<E> {
         &self,
         account: AccountRecord,
         first_device: DeviceRecord,
-        storage_key: Zeroizing<[u8; 32]>,
+        storage_key: WrappedKey,
     ) -> StoreResult<Cas<()>> {
         let _guard = self.account_lock.lock().await;
         let user = account.user_id;
@@ -334,7 +334,10 @@ impl<E: KvEngine> Store for KvStore<E> {
             keys::device(&first_device.user_id, &first_device.device_id),
             to_json(&first_device)?,
         );
-        batch.put(keys::storage_key(&space), storage_key.to_vec());
+        batch.put(
+            keys::storage_key(&space),
+            StoredKey::Wrapped(storage_key).encode().to_vec(),
+        );
         batch.put(keys::head(&space), 0u64.to_be_bytes().to_vec());
         batch.put(
             keys::epoch(&space),
@@ -704,19 +707,55 @@ impl<E: KvEngine> Store for KvStore<E> {
         Ok(self.space_epoch(space)?.is_some())
     }
 
-    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<Zeroizing<[u8; 32]>>> {
+    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<StoredKey>> {
         if space.is_public() {
             return Ok(None);
         }
-        let Some(bytes) = self.engine.get(&keys::storage_key(space))? else {
-            return Ok(None);
+        self.engine
+            .get(&keys::storage_key(space))?
+            .map(|bytes| StoredKey::decode(&Zeroizing::new(bytes)))
+            .transpose()
+    }
+
+    async fn storage_keys(
+        &self,
+        after: Option<&SpaceId>,
+        limit: usize,
+    ) -> StoreResult<Vec<(SpaceId, StoredKey)>> {
+        // Keys sort by space tag then id bytes, which is the order of the spaces' hex names.
+        let start = match after {
+            Some(space) => [keys::storage_key(space).as_slice(), &[0]].concat(),
+            None => keys::STORAGE_KEYS.to_vec(),
         };
-        let bytes = Zeroizing::new(bytes);
-        let key: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("storage key: not 32 bytes".into()))?;
-        Ok(Some(Zeroizing::new(key)))
+        self.engine
+            .scan_from(keys::STORAGE_KEYS, &start, limit)?
+            .into_iter()
+            .map(|(key, value)| {
+                let space = keys::space_from_storage_key(&key)?;
+                Ok((space, StoredKey::decode(&Zeroizing::new(value))?))
+            })
+            .collect()
+    }
+
+    async fn replace_storage_key(
+        &self,
+        space: &SpaceId,
+        expected: &StoredKey,
+        new: WrappedKey,
+    ) -> StoreResult<Cas<()>> {
+        // The space lock orders this against an erasure, which deletes the key under it.
+        let _space_guard = self.lock_space(space).await;
+        let key = keys::storage_key(space);
+        let Some(stored) = self.engine.get(&key)? else {
+            return Ok(Cas::Conflict);
+        };
+        if StoredKey::decode(&Zeroizing::new(stored))? != *expected {
+            return Ok(Cas::Conflict);
+        }
+        let mut batch = KvBatch::new();
+        batch.put(key, StoredKey::Wrapped(new).encode().to_vec());
+        self.engine.apply(batch)?;
+        Ok(Cas::Done(()))
     }
 
     async fn append(
@@ -1029,14 +1068,15 @@ fn key_suffix<const N: usize>(key: &[u8], what: &str) -> StoreResult<[u8; N]> {
 }
 
 /// Builders of the keys in the layout table of the module docs.
-pub(super) mod keys {
-    use super::{DeviceId, DocId, EnvelopeId, HexId, SpaceId, UserId};
+pub(crate) mod keys {
+    use super::{DeviceId, DocId, EnvelopeId, HexId, SpaceId, StoreError, StoreResult, UserId};
 
     pub(crate) const PING: &[u8] = b"m/ping";
     pub(crate) const JWT: &[u8] = b"m/jwt/";
     pub(crate) const TOKENS: &[u8] = b"t/";
     pub(crate) const LINKS: &[u8] = b"x/link/";
     pub(crate) const RATE: &[u8] = b"x/rl/";
+    pub(crate) const STORAGE_KEYS: &[u8] = b"k/";
 
     fn join(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
@@ -1105,7 +1145,19 @@ pub(super) mod keys {
     }
 
     pub(crate) fn storage_key(space_id: &SpaceId) -> Vec<u8> {
-        join(&[b"k/", &space(space_id)])
+        join(&[STORAGE_KEYS, &space(space_id)])
+    }
+
+    /// The space a `k/S` key names (only private spaces have storage keys).
+    pub(crate) fn space_from_storage_key(key: &[u8]) -> StoreResult<SpaceId> {
+        let corrupt = || StoreError::Corrupt("storage key record: not k/ ‖ private space".into());
+        let tail = key.strip_prefix(STORAGE_KEYS).ok_or_else(corrupt)?;
+        match tail.split_first() {
+            Some((1, id)) => Ok(SpaceId::Private(HexId(
+                id.try_into().map_err(|_| corrupt())?,
+            ))),
+            _ => Err(corrupt()),
+        }
     }
 
     /// `l/S/`: every record of a space's log.

@@ -1,7 +1,7 @@
 //! `haven-server migrate --from DIR --to postgres://…`: copies a sled data directory (any
 //! [`KvStore`]) into an empty PostgreSQL database, record for record: secrets, the JWT key set,
 //! accounts, erasure markers, devices, sessions, one-time tokens, link mailboxes, and for every
-//! space its head, epoch, storage key, live envelopes (bytes unchanged, so storage seals still
+//! space its head, epoch, wrapped storage key, live envelopes (bytes unchanged, so storage seals still
 //! open), every id → seq ‖ digest (pruned ones too) and tombstones.
 //!
 //! One transaction: the target ends up with everything or nothing. Rate-limit windows are not
@@ -16,7 +16,7 @@ use super::kv::{KvEngine, KvStore, keys};
 use super::postgres::PgStore;
 use super::{
     AccountRecord, DeviceRecord, JwtKeyRecord, LinkRecord, OneTimeToken, SessionRecord, Store,
-    StoreError, StoreResult,
+    StoreError, StoreResult, StoredKey,
 };
 
 /// Rows per multi-row insert of envelopes and ids.
@@ -190,9 +190,16 @@ async fn copy_space<E: KvEngine>(
         // An account without its space is not something the server ever writes.
         (SpaceId::Private(_), None) => return Err(corrupt(&format!("space {space}: no epoch"))),
     };
+    // The key stays wrapped as it was (the master-key file moves with it; docs/DEPLOY.md).
     let storage_key = engine
         .get(&keys::storage_key(space))?
-        .map(zeroize::Zeroizing::new);
+        .map(|bytes| StoredKey::decode(&zeroize::Zeroizing::new(bytes)))
+        .transpose()?
+        .map(|key| super::postgres::stored_key_columns(&key));
+    let (key_bytes, key_generation) = match &storage_key {
+        Some((bytes, generation)) => (Some(bytes.as_slice()), *generation),
+        None => (None, None),
+    };
     if space.is_public() {
         sqlx::query("UPDATE spaces SET head = $2 WHERE space = $1")
             .bind(&name)
@@ -200,13 +207,17 @@ async fn copy_space<E: KvEngine>(
             .execute(&mut **tx)
             .await?;
     } else {
-        sqlx::query("INSERT INTO spaces (space, head, epoch, storage_key) VALUES ($1, $2, $3, $4)")
-            .bind(&name)
-            .bind(bigint(head, "head")?)
-            .bind(i64::from(epoch))
-            .bind(storage_key.as_deref().map(Vec::as_slice))
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO spaces (space, head, epoch, storage_key, key_generation) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&name)
+        .bind(bigint(head, "head")?)
+        .bind(i64::from(epoch))
+        .bind(key_bytes)
+        .bind(key_generation)
+        .execute(&mut **tx)
+        .await?;
     }
     report.spaces += 1;
 
@@ -321,7 +332,7 @@ pub async fn verify<E: KvEngine>(from: &KvStore<E>, to: &PgStore) -> StoreResult
         }
         let (source_key, target_key) =
             (from.storage_key(space).await?, to.storage_key(space).await?);
-        if source_key.as_deref() != target_key.as_deref() {
+        if source_key != target_key {
             return Err(differs("storage key"));
         }
         let source_ids = from.engine().scan_prefix_keys(&id_prefix(space))?.len();
@@ -359,7 +370,9 @@ mod tests {
     use crate::store::postgres::PgSettings;
     use crate::store::postgres::testing::{fresh_schema, options_in, server_url};
     use crate::store::sled_kv::SledStore;
-    use crate::store::{AppendItem, AppendOutcome, Cas, JwtKeyState};
+    use crate::store::{
+        AppendItem, AppendOutcome, Cas, JwtKeyState, WRAPPED_KEY_LEN, WrappedKey, kv::KvBatch,
+    };
 
     fn account(n: u8) -> AccountRecord {
         AccountRecord {
@@ -443,7 +456,14 @@ mod tests {
     async fn populate(store: &dyn Store) {
         for n in 1..=3u8 {
             let created = store
-                .create_account(account(n), device(n, 0), Zeroizing::new([n + 50; 32]))
+                .create_account(
+                    account(n),
+                    device(n, 0),
+                    WrappedKey {
+                        generation: u32::from(n),
+                        sealed: [n + 50; WRAPPED_KEY_LEN],
+                    },
+                )
                 .await
                 .unwrap();
             assert_eq!(created, Cas::Done(()));
@@ -539,6 +559,14 @@ mod tests {
         {
             let sled = SledStore::open(dir.path(), 8 << 20).unwrap();
             populate(&sled).await;
+            // Account 3 keeps a raw key written before master keys: it moves as it is, and the
+            // server wraps it at start.
+            let mut batch = KvBatch::new();
+            batch.put(
+                keys::storage_key(&SpaceId::Private(account(3).space_id)),
+                vec![0x77; 32],
+            );
+            sled.engine().apply(batch).unwrap();
             sled.flush().await.unwrap();
         }
         let source = SledStore::open(dir.path(), 8 << 20).unwrap();
@@ -591,10 +619,13 @@ mod tests {
                 to.epoch(&space).await.unwrap(),
                 from.epoch(&space).await.unwrap()
             );
-            assert_eq!(
-                to.storage_key(&space).await.unwrap().map(|k| *k),
-                from.storage_key(&space).await.unwrap().map(|k| *k)
-            );
+            let key = to.storage_key(&space).await.unwrap();
+            assert_eq!(key, from.storage_key(&space).await.unwrap());
+            match n {
+                2 => assert_eq!(key, None),
+                3 => assert_eq!(key, Some(StoredKey::Legacy(Zeroizing::new([0x77; 32])))),
+                _ => assert_eq!(key.and_then(|key| key.generation()), Some(1)),
+            }
             assert_eq!(
                 to.read(&space, 0, u64::MAX, usize::MAX).await.unwrap(),
                 from.read(&space, 0, u64::MAX, usize::MAX).await.unwrap()

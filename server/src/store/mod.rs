@@ -11,7 +11,9 @@
 //!   one database.
 //!
 //! Envelope bodies of private spaces reach the store already sealed under the account's storage
-//! key (see `crate::storage_seal`); the store never sees client ciphertext as uploaded.
+//! key (see `crate::storage_seal`); the store never sees client ciphertext as uploaded. Storage
+//! keys reach it wrapped under a master key kept outside the store ([`WrappedKey`],
+//! `crate::storage_keys`), so the store never holds a usable key.
 
 use async_trait::async_trait;
 use haven_protocol::api::{KdfParams, KeyBundle};
@@ -43,6 +45,87 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Length of [`WrappedKey::sealed`]: nonce (24) ‖ the 32-byte key encrypted (32) ‖ tag (16).
+pub const WRAPPED_KEY_LEN: usize = 72;
+
+/// A storage key sealed under the master key of `generation` (XChaCha20-Poly1305, AAD binding the
+/// space and the generation; see `crate::master_key`). Useless without the master-key file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub generation: u32,
+    pub sealed: [u8; WRAPPED_KEY_LEN],
+}
+
+impl std::fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrappedKey")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Version byte of a wrapped key in byte-valued stores (sled): `1 ‖ generation (u32 BE) ‖ sealed`.
+const WRAPPED_KEY_VERSION: u8 = 1;
+
+/// What a store holds as a space's storage key.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredKey {
+    Wrapped(WrappedKey),
+    /// A raw key written before master keys existed (32 bytes). The server wraps these at start
+    /// (`StorageKeys::open`); they are still readable so that a store migrated later works.
+    Legacy(Zeroizing<[u8; 32]>),
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Wrapped(key) => key.fmt(f),
+            Self::Legacy(_) => f.write_str("StoredKey::Legacy(..)"),
+        }
+    }
+}
+
+impl StoredKey {
+    /// The generation it is wrapped under; `None` for a legacy raw key.
+    pub fn generation(&self) -> Option<u32> {
+        match self {
+            Self::Wrapped(key) => Some(key.generation),
+            Self::Legacy(_) => None,
+        }
+    }
+
+    /// The byte encoding of byte-valued stores: a legacy key is its 32 raw bytes (as written
+    /// before), a wrapped one `1 ‖ generation ‖ sealed` (77 bytes), so the two never collide.
+    pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
+        match self {
+            Self::Wrapped(key) => {
+                let mut out = Vec::with_capacity(1 + 4 + WRAPPED_KEY_LEN);
+                out.push(WRAPPED_KEY_VERSION);
+                out.extend_from_slice(&key.generation.to_be_bytes());
+                out.extend_from_slice(&key.sealed);
+                Zeroizing::new(out)
+            }
+            Self::Legacy(raw) => Zeroizing::new(raw.to_vec()),
+        }
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> StoreResult<Self> {
+        let corrupt = || StoreError::Corrupt("storage key: neither raw nor wrapped".into());
+        if let Ok(raw) = <[u8; 32]>::try_from(bytes) {
+            return Ok(Self::Legacy(Zeroizing::new(raw)));
+        }
+        let (&version, rest) = bytes.split_first().ok_or_else(corrupt)?;
+        let (generation, sealed) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+        if version != WRAPPED_KEY_VERSION {
+            return Err(corrupt());
+        }
+        Ok(Self::Wrapped(WrappedKey {
+            generation: u32::from_be_bytes(*generation),
+            sealed: sealed.try_into().map_err(|_| corrupt())?,
+        }))
+    }
+}
 
 /// An account. `username_key` is a keyed hash of the normalised username: the store never holds
 /// usernames in clear.
@@ -238,12 +321,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // ---- accounts and devices -------------------------------------------------------------
 
     /// Creates the account, its private space (empty log, epoch = `key_bundle.key_epoch`), its
-    /// storage key and its first device. `Conflict` when the username key is taken.
+    /// wrapped storage key and its first device. `Conflict` when the username key is taken.
     async fn create_account(
         &self,
         account: AccountRecord,
         first_device: DeviceRecord,
-        storage_key: Zeroizing<[u8; 32]>,
+        storage_key: WrappedKey,
     ) -> StoreResult<Cas<()>>;
 
     async fn account_by_username(
@@ -344,8 +427,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the space exists (`public` always does).
     async fn space_exists(&self, space: &SpaceId) -> StoreResult<bool>;
 
-    /// The account's storage key for a private space; `None` for `public` or an unknown space.
-    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<Zeroizing<[u8; 32]>>>;
+    /// The account's stored (wrapped) storage key for a private space; `None` for `public` or an
+    /// unknown space.
+    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<StoredKey>>;
+
+    /// Storage keys of the spaces named after `after` (from the first when `None`), ascending by
+    /// space name, at most `limit`: pages for re-wrapping every key under a new master key.
+    async fn storage_keys(
+        &self,
+        after: Option<&SpaceId>,
+        limit: usize,
+    ) -> StoreResult<Vec<(SpaceId, StoredKey)>>;
+
+    /// Replaces the space's storage key with `new` if it still is `expected`; `Conflict` when it
+    /// changed or the space is gone (erased).
+    async fn replace_storage_key(
+        &self,
+        space: &SpaceId,
+        expected: &StoredKey,
+        new: WrappedKey,
+    ) -> StoreResult<Cas<()>>;
 
     /// Appends a batch, item by item in order, atomically as a whole. Per item, in this order:
     /// 1. an id already in the space (live, pruned or dropped): `Duplicate` when the digest is the

@@ -15,7 +15,8 @@ use zeroize::Zeroizing;
 use crate::store::memory::MemoryStore;
 use crate::store::{
     AccountRecord, AppendItem, AppendOutcome, Cas, DeviceRecord, Durability, JwtKeyRecord,
-    LinkRecord, OneTimeToken, RateDecision, SessionRecord, Store, StoreResult,
+    LinkRecord, OneTimeToken, RateDecision, SessionRecord, Store, StoreResult, StoredKey,
+    WrappedKey,
 };
 
 #[derive(Debug)]
@@ -105,7 +106,11 @@ impl SpyStore {
             .create_account(
                 account.clone(),
                 device_record(user, device),
-                Zeroizing::new([3; 32]),
+                // Never unwrapped: tests using this account do not touch its space's bodies.
+                WrappedKey {
+                    generation: 1,
+                    sealed: [3; crate::store::WRAPPED_KEY_LEN],
+                },
             )
             .await
             .unwrap();
@@ -213,7 +218,7 @@ impl Store for SpyStore {
         &self,
         account: AccountRecord,
         first_device: DeviceRecord,
-        storage_key: Zeroizing<[u8; 32]>,
+        storage_key: WrappedKey,
     ) -> StoreResult<Cas<()>> {
         self.inner
             .create_account(account, first_device, storage_key)
@@ -344,8 +349,25 @@ impl Store for SpyStore {
         self.inner.space_exists(space).await
     }
 
-    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<Zeroizing<[u8; 32]>>> {
+    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<StoredKey>> {
         self.inner.storage_key(space).await
+    }
+
+    async fn storage_keys(
+        &self,
+        after: Option<&SpaceId>,
+        limit: usize,
+    ) -> StoreResult<Vec<(SpaceId, StoredKey)>> {
+        self.inner.storage_keys(after, limit).await
+    }
+
+    async fn replace_storage_key(
+        &self,
+        space: &SpaceId,
+        expected: &StoredKey,
+        new: WrappedKey,
+    ) -> StoreResult<Cas<()>> {
+        self.inner.replace_storage_key(space, expected, new).await
     }
 
     async fn append(

@@ -142,6 +142,7 @@ pub fn options() -> AppOptions {
         log_limits: LogLimits::default(),
         auth: AuthConfig::default(),
         content_keys: vec![content_key().verifying_key()],
+        master_keys: haven_server::storage_keys::MasterKeySource::Ephemeral,
     }
 }
 

@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 use super::{
     AccountRecord, AppendItem, AppendOutcome, Cas, DeviceRecord, Durability, JwtKeyRecord,
     JwtKeyState, LinkRecord, OneTimeToken, RateDecision, SessionRecord, Store, StoreError,
-    StoreResult,
+    StoreResult, StoredKey, WRAPPED_KEY_LEN, WrappedKey,
 };
 pub(in crate::store) use rows::jwt_state_name;
 use rows::{account_from_row, device_from_row, session_from_row, to_i64, to_u64};
@@ -351,7 +351,7 @@ impl Store for PgStore {
         &self,
         account: AccountRecord,
         first_device: DeviceRecord,
-        storage_key: Zeroizing<[u8; 32]>,
+        storage_key: WrappedKey,
     ) -> StoreResult<Cas<()>> {
         let mut tx = self.pool.begin().await?;
         lock_account(&mut tx, &account.user_id, true).await?;
@@ -367,12 +367,13 @@ impl Store for PgStore {
             return Ok(Cas::Conflict);
         }
         let space = sqlx::query(
-            "INSERT INTO spaces (space, head, epoch, storage_key) VALUES ($1, 0, $2, $3) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO spaces (space, head, epoch, storage_key, key_generation) \
+             VALUES ($1, 0, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
         .bind(SpaceId::Private(account.space_id).name())
         .bind(i64::from(account.key_bundle.key_epoch))
-        .bind(storage_key.as_slice())
+        .bind(storage_key.sealed.as_slice())
+        .bind(i64::from(storage_key.generation))
         .execute(&mut *tx)
         .await?;
         if space.rows_affected() == 0 {
@@ -765,26 +766,77 @@ impl Store for PgStore {
         Ok(row.is_some())
     }
 
-    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<Zeroizing<[u8; 32]>>> {
+    async fn storage_key(&self, space: &SpaceId) -> StoreResult<Option<StoredKey>> {
         if space.is_public() {
             return Ok(None);
         }
-        let row = sqlx::query("SELECT storage_key FROM spaces WHERE space = $1")
+        let row = sqlx::query("SELECT storage_key, key_generation FROM spaces WHERE space = $1")
             .bind(space.name())
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let Some(bytes) = row.try_get::<Option<Vec<u8>>, _>(0)? else {
-            return Ok(None);
-        };
-        let bytes = Zeroizing::new(bytes);
-        let key: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("storage key: not 32 bytes".into()))?;
-        Ok(Some(Zeroizing::new(key)))
+        let bytes: Option<Vec<u8>> = row.try_get(0)?;
+        let generation: Option<i64> = row.try_get(1)?;
+        bytes
+            .map(|bytes| stored_key_from_columns(Zeroizing::new(bytes), generation))
+            .transpose()
+    }
+
+    async fn storage_keys(
+        &self,
+        after: Option<&SpaceId>,
+        limit: usize,
+    ) -> StoreResult<Vec<(SpaceId, StoredKey)>> {
+        // `space` is COLLATE "C": hex names sort as the KV store's binary keys do.
+        let rows = sqlx::query(
+            "SELECT space, storage_key, key_generation FROM spaces \
+             WHERE storage_key IS NOT NULL AND space > $1 ORDER BY space LIMIT $2",
+        )
+        .bind(after.map(SpaceId::name).unwrap_or_default())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0)?;
+                let space = name.parse::<SpaceId>().map_err(|_| {
+                    StoreError::Corrupt("spaces: a name that is not a space".into())
+                })?;
+                let bytes: Vec<u8> = row.try_get(1)?;
+                let generation: Option<i64> = row.try_get(2)?;
+                Ok((
+                    space,
+                    stored_key_from_columns(Zeroizing::new(bytes), generation)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn replace_storage_key(
+        &self,
+        space: &SpaceId,
+        expected: &StoredKey,
+        new: WrappedKey,
+    ) -> StoreResult<Cas<()>> {
+        let (expected_bytes, expected_generation) = stored_key_columns(expected);
+        let updated = sqlx::query(
+            "UPDATE spaces SET storage_key = $2, key_generation = $3 \
+             WHERE space = $1 AND storage_key = $4 AND key_generation IS NOT DISTINCT FROM $5",
+        )
+        .bind(space.name())
+        .bind(new.sealed.as_slice())
+        .bind(i64::from(new.generation))
+        .bind(expected_bytes.as_slice())
+        .bind(expected_generation)
+        .execute(&self.pool)
+        .await?;
+        Ok(if updated.rows_affected() == 1 {
+            Cas::Done(())
+        } else {
+            Cas::Conflict
+        })
     }
 
     async fn append(
@@ -957,4 +1009,38 @@ pub(in crate::store) async fn upsert_device(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A storage key from its columns: a generation and 72 sealed bytes, or (written before master
+/// keys) no generation and 32 raw bytes.
+fn stored_key_from_columns(
+    bytes: Zeroizing<Vec<u8>>,
+    generation: Option<i64>,
+) -> StoreResult<StoredKey> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("storage key: {what}"));
+    match generation {
+        None => Ok(StoredKey::Legacy(Zeroizing::new(
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("raw key not 32 bytes"))?,
+        ))),
+        Some(generation) => Ok(StoredKey::Wrapped(WrappedKey {
+            generation: u32::try_from(generation)
+                .map_err(|_| corrupt("generation out of range"))?,
+            sealed: <[u8; WRAPPED_KEY_LEN]>::try_from(bytes.as_slice())
+                .map_err(|_| corrupt("wrapped key of the wrong length"))?,
+        })),
+    }
+}
+
+/// The columns of a storage key (the inverse of [`stored_key_from_columns`]).
+pub(in crate::store) fn stored_key_columns(key: &StoredKey) -> (Zeroizing<Vec<u8>>, Option<i64>) {
+    match key {
+        StoredKey::Wrapped(key) => (
+            Zeroizing::new(key.sealed.to_vec()),
+            Some(i64::from(key.generation)),
+        ),
+        StoredKey::Legacy(raw) => (Zeroizing::new(raw.to_vec()), None),
+    }
 }

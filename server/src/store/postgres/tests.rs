@@ -11,7 +11,7 @@ use super::testing::{fresh_schema, fresh_store, options_in, server_url};
 use super::{PgSettings, PgStore};
 use crate::store::{
     AccountRecord, AppendItem, AppendOutcome, Cas, DeviceRecord, Durability, RateDecision,
-    SessionRecord, Store, StoreError,
+    SessionRecord, Store, StoreError, StoredKey, WRAPPED_KEY_LEN, WrappedKey,
 };
 
 fn account(n: u8) -> AccountRecord {
@@ -48,7 +48,14 @@ async fn new_account(store: &dyn Store, n: u8) -> SpaceId {
     let account = account(n);
     let space = SpaceId::Private(account.space_id);
     let created = store
-        .create_account(account, device(n), Zeroizing::new([n; 32]))
+        .create_account(
+            account,
+            device(n),
+            WrappedKey {
+                generation: 1,
+                sealed: [n; WRAPPED_KEY_LEN],
+            },
+        )
         .await
         .unwrap();
     assert_eq!(created, Cas::Done(()));
@@ -210,6 +217,67 @@ async fn instances_agree_on_secrets_rate_limits_and_keys() {
         .filter(|key| key.state == crate::store::JwtKeyState::Active)
         .count();
     assert_eq!((keys.len(), active), (2, 1));
+}
+
+/// A database written before master keys holds raw 32-byte keys with no generation: they read
+/// as legacy keys and are replaced by wrapped ones (which the server does at start).
+#[tokio::test]
+async fn legacy_raw_keys_are_read_and_replaced() {
+    let Some((store, _schema)) = fresh_store().await else {
+        return;
+    };
+    let space = new_account(&store, 1).await;
+    sqlx::query(
+        "UPDATE spaces SET storage_key = decode(repeat('42', 32), 'hex'), key_generation = NULL \
+         WHERE space = $1",
+    )
+    .bind(space.name())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let legacy = StoredKey::Legacy(Zeroizing::new([0x42; 32]));
+    assert_eq!(
+        store.storage_key(&space).await.unwrap(),
+        Some(legacy.clone())
+    );
+    assert_eq!(
+        store.storage_keys(None, 10).await.unwrap(),
+        vec![(space, legacy.clone())]
+    );
+    let wrapped = WrappedKey {
+        generation: 4,
+        sealed: [9; WRAPPED_KEY_LEN],
+    };
+    assert_eq!(
+        store
+            .replace_storage_key(&space, &legacy, wrapped.clone())
+            .await
+            .unwrap(),
+        Cas::Done(())
+    );
+    assert_eq!(
+        store.storage_key(&space).await.unwrap(),
+        Some(StoredKey::Wrapped(wrapped))
+    );
+    // A raw key of the wrong length, or a generation out of range, is corrupt.
+    sqlx::query("UPDATE spaces SET key_generation = NULL WHERE space = $1")
+        .bind(space.name())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.storage_key(&space).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    sqlx::query("UPDATE spaces SET key_generation = -1 WHERE space = $1")
+        .bind(space.name())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.storage_keys(None, 10).await,
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 /// Rows that are not what the store wrote are refused as `Corrupt`, never served or panicked on.
