@@ -350,3 +350,34 @@ async fn live_sync_with_push_jitter_delivers_every_edit() {
     assert_eq!(a.recorder.pushed().len() - sent_before, pushed);
     server.stop().await.unwrap();
 }
+
+/// A local-only journal takes a backup and restores one: the way a person with no account keeps
+/// a copy, or moves her journal out of an account she is leaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_only_journal_backs_up_and_restores_without_an_account() {
+    const PASSPHRASE: &str = "seven quiet lanterns over the bay";
+    let _watchdog = watchdog("local-only backup", FLOW_LIMIT);
+    let server = server().await;
+    let (leaving, local) = (Device::new(&server), Device::new(&server));
+    leaving.haven.register("rosa", PASSWORD, "phone").await.unwrap();
+    let kept = leaving.haven.journal_create("kept", "taken along").unwrap();
+    leaving.haven.journal_append_body(&kept, ", every word").unwrap();
+    let backup = leaving.haven.backup_journal(PASSPHRASE).unwrap();
+
+    local.haven.set_local_only(true).unwrap();
+    let report = local.haven.restore_backup(&backup.file, PASSPHRASE).unwrap();
+    assert_eq!(report.added, 1);
+    assert_eq!(bodies(&local.haven), vec!["taken along, every word"]);
+    assert_eq!(
+        local.haven.journal_history(&kept).unwrap().len(),
+        leaving.haven.journal_history(&kept).unwrap().len()
+    );
+    assert_eq!(local.haven.status().pending, 0, "nothing queued for a server");
+    local.haven.sync_once().await.unwrap();
+    assert!(local.recorder.pushed().is_empty());
+
+    // And backs up its own journal, which restores elsewhere.
+    let again = local.haven.backup_journal(PASSPHRASE).unwrap();
+    assert_eq!(again.entries, 1);
+    server.stop().await.unwrap();
+}

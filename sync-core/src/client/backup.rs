@@ -161,7 +161,8 @@ impl Haven {
     /// Restoring the same backup twice changes nothing the second time. A wrong passphrase, a
     /// damaged or altered file, or any unusable entry fails the whole restore before anything
     /// changes ([`HavenError::Backup`]); weak Argon2id parameters in the file are refused as a
-    /// login refuses them. The journal must be writable here (an account on this profile).
+    /// login refuses them. The journal must be writable here: an account on this profile, or a
+    /// local-only journal ([`Haven::set_local_only`]), where restored entries stay on the device.
     pub fn restore_backup(&self, file: &[u8], passphrase: &str) -> HavenResult<RestoreReport> {
         let contents = open_backup(file, passphrase)?;
         let device = self.device_id();

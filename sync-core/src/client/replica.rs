@@ -1027,7 +1027,7 @@ impl Replica {
         incoming: AutoCommit,
         batch: &mut WriteBatch,
     ) -> HavenResult<MergeOutcome> {
-        let space = self.private_space().ok_or(HavenError::NotLoggedIn)?;
+        let space = self.journal_space().ok_or(HavenError::NotLoggedIn)?;
         let bad = |reason: String| {
             HavenError::Backup(crate::crypto::backup::BackupError::BadEntry {
                 id: id.to_hex(),
