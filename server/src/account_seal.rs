@@ -432,42 +432,25 @@ impl Store for SealedAccounts {
 
 #[cfg(test)]
 mod tests {
-    use haven_protocol::Bytes;
-    use haven_protocol::api::KdfParams;
 
     use super::*;
     use crate::storage_keys::MasterKeySource;
+    use crate::store::fixtures::{self, device};
     use crate::store::memory::MemoryStore;
 
     const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
 
+    /// An account whose secret fields look like the real ones, so a scan can find them.
     fn account(n: u8) -> AccountRecord {
         AccountRecord {
-            user_id: HexId([n; 16]),
-            space_id: HexId([n ^ 0xee; 16]),
-            username_key: [n; 32],
             auth_hash: format!("{HASH}{n}"),
             recovery_hash: format!("{HASH}recovery{n}"),
-            kdf: KdfParams::recommended(Bytes([n; 16])),
             key_bundle: KeyBundle {
                 version: 1,
                 key_epoch: 1,
                 blob: Blob(b"the client's sealed key bundle".to_vec()),
             },
-            auth_version: 0,
-            revision: 0,
-            created_day: "2026-11-28".into(),
-        }
-    }
-
-    fn device(n: u8) -> DeviceRecord {
-        DeviceRecord {
-            user_id: HexId([n; 16]),
-            device_id: Bytes([n; 16]),
-            name: None,
-            created_day: "2026-11-28".into(),
-            last_seen_day: "2026-11-28".into(),
-            revoked: false,
+            ..fixtures::account(n)
         }
     }
 

@@ -381,44 +381,14 @@ async fn holds_wrapped_keys(store: &dyn Store) -> Result<bool, StoreError> {
 mod tests {
     use std::path::Path;
 
-    use haven_protocol::api::{KdfParams, KeyBundle};
-    use haven_protocol::{Blob, Bytes, HexId};
+    use haven_protocol::HexId;
 
     use super::*;
     use crate::master_key::{FILE_NAME, read_generations};
+    use crate::store::fixtures::{account, device};
     use crate::store::kv::{KvBatch, KvEngine as _, keys as kv_keys};
     use crate::store::memory::MemoryStore;
     use crate::store::sled_kv::SledStore;
-
-    fn account(n: u8) -> AccountRecord {
-        AccountRecord {
-            user_id: HexId([n; 16]),
-            space_id: HexId([n ^ 0xee; 16]),
-            username_key: [n; 32],
-            auth_hash: String::new(),
-            recovery_hash: String::new(),
-            kdf: KdfParams::recommended(Bytes([n; 16])),
-            key_bundle: KeyBundle {
-                version: 1,
-                key_epoch: 1,
-                blob: Blob(vec![n; 8]),
-            },
-            auth_version: 0,
-            revision: 0,
-            created_day: "2026-11-28".into(),
-        }
-    }
-
-    fn device(n: u8) -> DeviceRecord {
-        DeviceRecord {
-            user_id: HexId([n; 16]),
-            device_id: Bytes([n; 16]),
-            name: None,
-            created_day: "2026-11-28".into(),
-            last_seen_day: "2026-11-28".into(),
-            revoked: false,
-        }
-    }
 
     fn space(n: u8) -> SpaceId {
         SpaceId::Private(account(n).space_id)

@@ -6,32 +6,11 @@
 
 use std::sync::Arc;
 
-use haven_core::Haven;
-use haven_core::local_store::KeyStore;
-use haven_tests::{
-    TestServer, memory_keystore, open_profile, spawn_server, test_options, watchdog,
-};
+use haven_tests::{device, spawn_server, test_options, watchdog};
 
 const PASSWORD: &str = "correct horse battery staple";
 const NEW_PASSWORD: &str = "a different long passphrase";
 const FLOW_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-struct Device {
-    _dir: tempfile::TempDir,
-    _keys: Arc<dyn KeyStore>,
-    haven: Haven,
-}
-
-fn device(server: &TestServer) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = memory_keystore();
-    let haven = open_profile(dir.path(), &keys, &server.url).unwrap();
-    Device {
-        _dir: dir,
-        _keys: keys,
-        haven,
-    }
-}
 
 fn names(joined: &[haven_core::client::DeviceJoined]) -> Vec<&str> {
     let mut names: Vec<&str> = joined.iter().map(|device| device.name.as_str()).collect();

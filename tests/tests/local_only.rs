@@ -359,20 +359,34 @@ async fn a_local_only_journal_backs_up_and_restores_without_an_account() {
     let _watchdog = watchdog("local-only backup", FLOW_LIMIT);
     let server = server().await;
     let (leaving, local) = (Device::new(&server), Device::new(&server));
-    leaving.haven.register("rosa", PASSWORD, "phone").await.unwrap();
+    leaving
+        .haven
+        .register("rosa", PASSWORD, "phone")
+        .await
+        .unwrap();
     let kept = leaving.haven.journal_create("kept", "taken along").unwrap();
-    leaving.haven.journal_append_body(&kept, ", every word").unwrap();
+    leaving
+        .haven
+        .journal_append_body(&kept, ", every word")
+        .unwrap();
     let backup = leaving.haven.backup_journal(PASSPHRASE).unwrap();
 
     local.haven.set_local_only(true).unwrap();
-    let report = local.haven.restore_backup(&backup.file, PASSPHRASE).unwrap();
+    let report = local
+        .haven
+        .restore_backup(&backup.file, PASSPHRASE)
+        .unwrap();
     assert_eq!(report.added, 1);
     assert_eq!(bodies(&local.haven), vec!["taken along, every word"]);
     assert_eq!(
         local.haven.journal_history(&kept).unwrap().len(),
         leaving.haven.journal_history(&kept).unwrap().len()
     );
-    assert_eq!(local.haven.status().pending, 0, "nothing queued for a server");
+    assert_eq!(
+        local.haven.status().pending,
+        0,
+        "nothing queued for a server"
+    );
     local.haven.sync_once().await.unwrap();
     assert!(local.recorder.pushed().is_empty());
 

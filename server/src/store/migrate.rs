@@ -362,7 +362,7 @@ pub async fn verify<E: KvEngine>(from: &KvStore<E>, to: &PgStore) -> StoreResult
 
 #[cfg(test)]
 mod tests {
-    use haven_protocol::api::{KdfParams, KeyBundle};
+    use haven_protocol::api::KeyBundle;
     use haven_protocol::{Blob, Bytes, DocId, EnvelopeId, HexId, Kind};
     use zeroize::Zeroizing;
 
@@ -376,20 +376,14 @@ mod tests {
 
     fn account(n: u8) -> AccountRecord {
         AccountRecord {
-            user_id: HexId([n; 16]),
-            space_id: HexId([n ^ 0xee; 16]),
-            username_key: [n; 32],
             auth_hash: format!("$argon2id$auth{n}"),
-            recovery_hash: format!("$argon2id$recovery{n}"),
-            kdf: KdfParams::recommended(Bytes([n; 16])),
             key_bundle: KeyBundle {
                 version: 3,
                 key_epoch: 2,
                 blob: Blob(vec![n; 40]),
             },
             auth_version: 1,
-            revision: 0,
-            created_day: "2025-03-04".into(),
+            ..crate::store::fixtures::account(n)
         }
     }
 

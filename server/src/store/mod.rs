@@ -30,6 +30,8 @@ pub mod sled_kv;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 pub(crate) mod spy;
 
 /// Failures of the storage engine itself. Rule outcomes (a conflict, a stale snapshot) are not

@@ -3,46 +3,16 @@
 
 use std::sync::Arc;
 
-use haven_protocol::api::{KdfParams, KeyBundle};
 use haven_protocol::{Blob, Bytes, Envelope, HexId, Kind, SpaceId};
 use zeroize::Zeroizing;
 
 use super::testing::{fresh_schema, fresh_store, options_in, server_url};
 use super::{PgSettings, PgStore};
+use crate::store::fixtures::{account, device};
 use crate::store::{
-    AccountRecord, AppendItem, AppendOutcome, Cas, DeviceRecord, Durability, RateDecision,
-    SessionRecord, Store, StoreError, StoredKey, WRAPPED_KEY_LEN, WrappedKey,
+    AppendItem, AppendOutcome, Cas, Durability, RateDecision, SessionRecord, Store, StoreError,
+    StoredKey, WRAPPED_KEY_LEN, WrappedKey,
 };
-
-fn account(n: u8) -> AccountRecord {
-    AccountRecord {
-        user_id: HexId([n; 16]),
-        space_id: HexId([n ^ 0xee; 16]),
-        username_key: [n; 32],
-        auth_hash: "$argon2id$auth".into(),
-        recovery_hash: "$argon2id$recovery".into(),
-        kdf: KdfParams::recommended(Bytes([n; 16])),
-        key_bundle: KeyBundle {
-            version: 1,
-            key_epoch: 1,
-            blob: Blob(vec![n; 8]),
-        },
-        auth_version: 0,
-        revision: 0,
-        created_day: "2025-01-01".into(),
-    }
-}
-
-fn device(n: u8) -> DeviceRecord {
-    DeviceRecord {
-        user_id: HexId([n; 16]),
-        device_id: Bytes([n; 16]),
-        name: None,
-        created_day: "2025-01-01".into(),
-        last_seen_day: "2025-01-01".into(),
-        revoked: false,
-    }
-}
 
 async fn new_account(store: &dyn Store, n: u8) -> SpaceId {
     let account = account(n);
