@@ -189,6 +189,12 @@ impl ServerApi for TapRemote {
     async fn delete_account(&self, access: &str, proof: &AuthProof) -> Result<(), RemoteError> {
         self.inner.delete_account(access, proof).await
     }
+    async fn erasure_notice(
+        &self,
+        user: &haven_protocol::HexId,
+    ) -> Result<Option<haven_protocol::api::ErasureNotice>, RemoteError> {
+        self.inner.erasure_notice(user).await
+    }
     async fn change_password(
         &self,
         access: &str,

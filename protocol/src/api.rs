@@ -227,6 +227,19 @@ pub struct EnrolRequest {
 pub struct AuthProof {
     /// Fresh proof of the current password.
     pub auth_secret: Bytes<32>,
+    /// Erasure only: the account's wipe token, revealed so that its other devices, which know
+    /// it from their encrypted journal settings, can tell this erasure from a server that only
+    /// claims one (`GET /v1/accounts/{user_id}/erasure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wipe_token: Option<Bytes<32>>,
+}
+
+/// What the server keeps of an erased account for its devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErasureNotice {
+    /// The wipe token the erasing device revealed, if the account asked its devices to wipe
+    /// themselves on erasure.
+    pub wipe_token: Option<Bytes<32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -284,12 +284,16 @@ impl Store for SealedAccounts {
             .await
     }
 
-    async fn erase_account(&self, user: &UserId) -> StoreResult<()> {
-        self.inner.erase_account(user).await
+    async fn erase_account(&self, user: &UserId, wipe_token: Option<[u8; 32]>) -> StoreResult<()> {
+        self.inner.erase_account(user, wipe_token).await
     }
 
     async fn is_erased(&self, user: &UserId) -> StoreResult<bool> {
         self.inner.is_erased(user).await
+    }
+
+    async fn erased_wipe_token(&self, user: &UserId) -> StoreResult<Option<[u8; 32]>> {
+        self.inner.erased_wipe_token(user).await
     }
 
     async fn devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {
@@ -598,7 +602,7 @@ mod tests {
     async fn an_erased_account_is_gone_and_cannot_be_written_back() {
         let (raw, _keys, sealed) = stores().await;
         let user = account(1).user_id;
-        sealed.erase_account(&user).await.unwrap();
+        sealed.erase_account(&user, None).await.unwrap();
         assert_eq!(sealed.account(&user).await.unwrap(), None);
         assert_eq!(
             sealed.update_account(0, account(1)).await.unwrap(),

@@ -452,7 +452,10 @@ mod tests {
         let store = sled(dir.path());
         let keys = open(&store, dir.path()).await.unwrap();
         let raw = create(&keys, &[1, 2, 3]).await;
-        store.erase_account(&account(2).user_id).await.unwrap();
+        store
+            .erase_account(&account(2).user_id, None)
+            .await
+            .unwrap();
         keys.erased().await;
         assert!(keys.rotation_due());
         let old_master = read_generations(&dir.path().join(FILE_NAME)).unwrap()[&1].clone();
@@ -671,7 +674,10 @@ mod tests {
             let store = sled(dir.path());
             let keys = open(&store, dir.path()).await.unwrap();
             create(&keys, &[1, 2]).await;
-            store.erase_account(&account(1).user_id).await.unwrap();
+            store
+                .erase_account(&account(1).user_id, None)
+                .await
+                .unwrap();
             store.flush().await.unwrap();
             keys.erased().await;
         }

@@ -87,6 +87,8 @@ pub struct ChaosRemote {
     replayed: std::sync::atomic::AtomicUsize,
     /// Every envelope this device sent, as sent (what the account uploaded).
     pushed: Mutex<Vec<Envelope>>,
+    /// Answer every call with `account_erased`, and invent an erasure notice.
+    claims_erasure: AtomicBool,
 }
 
 impl ChaosRemote {
@@ -99,6 +101,7 @@ impl ChaosRemote {
             delivered: Mutex::new(Vec::new()),
             replayed: std::sync::atomic::AtomicUsize::new(0),
             pushed: Mutex::new(Vec::new()),
+            claims_erasure: AtomicBool::new(false),
         }
     }
 
@@ -120,6 +123,12 @@ impl ChaosRemote {
     /// How many replays were injected.
     pub fn replayed(&self) -> usize {
         self.replayed.load(Ordering::SeqCst)
+    }
+
+    /// From now on, answer like a server claiming the account was erased (a malicious server
+    /// trying to make devices wipe themselves).
+    pub fn claim_erasure(&self) {
+        self.claims_erasure.store(true, Ordering::SeqCst);
     }
 
     pub fn set_offline(&self, offline: bool) {
@@ -150,6 +159,15 @@ impl ChaosRemote {
                 reason: "chaos: lost".into(),
             })
         };
+        if self.claims_erasure.load(Ordering::SeqCst) {
+            return Err(RemoteError::Server {
+                status: 410,
+                body: haven_protocol::ErrorBody::new(
+                    haven_protocol::ErrorCode::AccountErased,
+                    "chaos: the account was erased (a lie)",
+                ),
+            });
+        }
         if self.offline.load(Ordering::SeqCst) || self.roll(|f| f.lose_request) {
             return lost();
         }
@@ -238,6 +256,18 @@ impl ServerApi for ChaosRemote {
         self.through(|| self.inner.delete_account(access, proof))
             .await
     }
+    async fn erasure_notice(
+        &self,
+        user: &haven_protocol::HexId,
+    ) -> Result<Option<haven_protocol::api::ErasureNotice>, RemoteError> {
+        if self.claims_erasure.load(Ordering::SeqCst) {
+            // A lying server can invent a notice, but not the account's token.
+            return Ok(Some(haven_protocol::api::ErasureNotice {
+                wipe_token: Some(haven_protocol::Bytes([0x42; 32])),
+            }));
+        }
+        self.through(|| self.inner.erasure_notice(user)).await
+    }
     async fn change_password(
         &self,
         access: &str,
@@ -271,6 +301,10 @@ impl ServerApi for ChaosRemote {
         space: &SpaceId,
         cursor: PullCursor,
     ) -> Result<PullResponse, RemoteError> {
+        if access.is_none() && self.claims_erasure.load(Ordering::SeqCst) {
+            // The lie is about the account: public content still flows.
+            return self.inner.pull(access, space, cursor).await;
+        }
         let mut page = self
             .through(|| self.inner.pull(access, space, cursor))
             .await?;

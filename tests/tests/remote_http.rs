@@ -19,7 +19,7 @@ use haven_protocol::api::{
     AuthProof, CreateAccountRequest, CreateSessionRequest, KdfParams, KeyBundle, LinkPayload,
     RecoveryRequest, RecoveryResetRequest, RevokeDeviceRequest, SessionResponse,
 };
-use haven_protocol::{Blob, Bytes, DeviceId, ErrorCode, Kind, SpaceId};
+use haven_protocol::{Blob, Bytes, DeviceId, ErrorCode, HexId, Kind, SpaceId};
 use haven_server::store::memory::MemoryStore;
 use haven_tests::{
     TestServer, WAIT, content_key, private_envelope, public_envelope, random_bytes, spawn_server,
@@ -523,19 +523,34 @@ async fn revoking_a_device_and_erasing_the_account() {
             alice.access(),
             &AuthProof {
                 auth_secret: Bytes(random_bytes()),
+                wipe_token: None,
             },
         )
         .await
         .unwrap_err();
     assert_server(&weak, 401, ErrorCode::Unauthorized);
+    // No erasure yet: no notice (for any id).
+    assert_eq!(
+        api.erasure_notice(&alice.session.user_id).await.unwrap(),
+        None
+    );
+    let wipe_token = Bytes(random_bytes());
     api.delete_account(
         alice.access(),
         &AuthProof {
             auth_secret: alice.auth_secret,
+            wipe_token: Some(wipe_token),
         },
     )
     .await
     .unwrap();
+    // The erased account's devices can read the token it revealed, without a session.
+    let notice = api.erasure_notice(&alice.session.user_id).await.unwrap();
+    assert_eq!(
+        notice.and_then(|notice| notice.wipe_token),
+        Some(wipe_token)
+    );
+    assert_eq!(api.erasure_notice(&HexId([9; 16])).await.unwrap(), None);
     let erased = api
         .create_session(&alice.login_request())
         .await

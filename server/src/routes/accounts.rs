@@ -2,17 +2,17 @@
 
 use std::net::IpAddr;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use haven_protocol::api::{
     AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, EnrolRequest,
-    KdfParams, KeyBundle, MAX_BUNDLE_BYTES, MAX_DEVICE_NAME_CHARS, PasswordChangeRequest,
-    PreloginRequest, PreloginResponse, RecoveryRequest, RecoveryResetRequest, RecoveryResponse,
-    RefreshRequest, SessionResponse, normalize_username,
+    ErasureNotice, KdfParams, KeyBundle, MAX_BUNDLE_BYTES, MAX_DEVICE_NAME_CHARS,
+    PasswordChangeRequest, PreloginRequest, PreloginResponse, RecoveryRequest,
+    RecoveryResetRequest, RecoveryResponse, RefreshRequest, SessionResponse, normalize_username,
 };
-use haven_protocol::{ErrorBody, ErrorCode, HexId, SpaceId};
+use haven_protocol::{Bytes, ErrorBody, ErrorCode, HexId, SpaceId};
 use sha2::{Digest, Sha256};
 
 use super::{ApiJson, Authed, ClientIp};
@@ -517,9 +517,30 @@ pub(super) async fn delete_account(
         .auth
         .verify_fresh_proof(&account, proof.auth_secret.as_bytes(), ip)
         .await?;
-    state.store.erase_account(&ctx.user_id).await?;
+    let wipe_token = proof.wipe_token.map(|token| *token.as_bytes());
+    state.store.erase_account(&ctx.user_id, wipe_token).await?;
     state.commits.flush().await?;
     state.keys.erased().await;
     state.live.revoke(Revocation::User(ctx.user_id));
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{user_id}/erasure", tag = "accounts",
+    params(("user_id" = String, Path, description = "the account's user id (hex)")),
+    responses((status = 200, body = ErasureNotice), (status = 404, body = ErrorBody, description = "no erased account with this id")))]
+/// What an erased account's devices may read once their sessions are gone: the wipe token the
+/// erasing device revealed. Unauthenticated: the user id is random, and the token only ever
+/// tells that account's devices what the erasing person asked of them.
+pub(super) async fn erasure_notice(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+) -> ApiResult<ApiJson<ErasureNotice>> {
+    let user_id: HexId = user_id.parse().map_err(|_| ApiError::not_found())?;
+    if !state.store.is_erased(&user_id).await? {
+        return Err(ApiError::not_found());
+    }
+    let wipe_token = state.store.erased_wipe_token(&user_id).await?;
+    Ok(ApiJson(ErasureNotice {
+        wipe_token: wipe_token.map(Bytes),
+    }))
 }

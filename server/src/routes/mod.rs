@@ -38,6 +38,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/prelogin", post(accounts::prelogin))
         .route("/v1/accounts", post(accounts::create_account))
         .route("/v1/account", delete(accounts::delete_account))
+        .route(
+            "/v1/accounts/{user_id}/erasure",
+            get(accounts::erasure_notice),
+        )
         .route("/v1/account/password", post(accounts::change_password))
         .route("/v1/sessions", post(accounts::create_session))
         .route("/v1/sessions/refresh", post(accounts::refresh_session))

@@ -275,6 +275,7 @@ macro_rules! store_conformance_tests {
             accounts_create_lookup_and_cas,
             revoke_device_revokes_exactly_that_devices_sessions,
             erase_account_removes_everything,
+            an_erasure_keeps_the_wipe_token_it_was_given,
             storage_keys_list_in_pages_and_replace_by_cas,
             sessions_cas_on_generation,
             revoke_sessions_of_user_keeps_one,
@@ -1351,6 +1352,38 @@ pub(super) mod cases {
         );
     }
 
+    pub(crate) async fn an_erasure_keeps_the_wipe_token_it_was_given(store: &dyn Store) {
+        let (with_token, _) = new_account(store, 1, 1).await;
+        let (without, _) = new_account(store, 2, 1).await;
+        assert_eq!(
+            store.erased_wipe_token(&with_token.user_id).await.unwrap(),
+            None
+        );
+        store
+            .erase_account(&with_token.user_id, Some([7; 32]))
+            .await
+            .unwrap();
+        store.erase_account(&without.user_id, None).await.unwrap();
+        assert_eq!(
+            store.erased_wipe_token(&with_token.user_id).await.unwrap(),
+            Some([7; 32])
+        );
+        assert_eq!(
+            store.erased_wipe_token(&without.user_id).await.unwrap(),
+            None
+        );
+        assert_eq!(store.erased_wipe_token(&user_id(9)).await.unwrap(), None);
+        // Erasing again (a retried request) keeps the first token.
+        store
+            .erase_account(&with_token.user_id, Some([8; 32]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.erased_wipe_token(&with_token.user_id).await.unwrap(),
+            Some([7; 32])
+        );
+    }
+
     pub(crate) async fn erase_account_removes_everything(store: &dyn Store) {
         let (account, space) = new_account(store, 1, 1).await;
         let (other, other_space) = new_account(store, 2, 1).await;
@@ -1381,7 +1414,7 @@ pub(super) mod cases {
             .await
             .unwrap();
 
-        store.erase_account(&account.user_id).await.unwrap();
+        store.erase_account(&account.user_id, None).await.unwrap();
 
         assert!(store.is_erased(&account.user_id).await.unwrap());
         assert_eq!(store.account(&account.user_id).await.unwrap(), None);
@@ -1427,7 +1460,7 @@ pub(super) mod cases {
             Cas::Conflict
         );
         // Erasure is idempotent.
-        store.erase_account(&account.user_id).await.unwrap();
+        store.erase_account(&account.user_id, None).await.unwrap();
         assert!(store.is_erased(&account.user_id).await.unwrap());
 
         // The other account is untouched.
@@ -1943,7 +1976,7 @@ pub(super) mod cases {
         );
 
         // An erased account's key is gone: not listed, not replaceable, not recreated.
-        store.erase_account(&user_id(3)).await.unwrap();
+        store.erase_account(&user_id(3), None).await.unwrap();
         let listed: Vec<SpaceId> = store
             .storage_keys(None, 100)
             .await

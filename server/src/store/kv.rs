@@ -15,7 +15,7 @@
 //! | `m/jwt/{kid}`              | JSON [`JwtKeyRecord`]                           |
 //! | `a/u/{user}`               | JSON [`AccountRecord`]                          |
 //! | `a/n/{username_key}`       | user id (16 bytes)                              |
-//! | `a/x/{user}`               | erasure marker (one version byte, nothing else) |
+//! | `a/x/{user}`               | erasure marker (one version byte, then the wipe token if one was revealed) |
 //! | `d/{user}/{device}`        | JSON [`DeviceRecord`]                           |
 //! | `s/{session}`              | JSON [`SessionRecord`]                          |
 //! | `su/{user}/{session}`      | empty (index of a user's sessions)              |
@@ -417,7 +417,7 @@ impl<E: KvEngine> Store for KvStore<E> {
         Ok(Cas::Done(revoked))
     }
 
-    async fn erase_account(&self, user: &UserId) -> StoreResult<()> {
+    async fn erase_account(&self, user: &UserId, wipe_token: Option<[u8; 32]>) -> StoreResult<()> {
         let _guard = self.account_lock.lock().await;
         let account = self.get_json::<AccountRecord>(&keys::account(user), "account")?;
         let space = account
@@ -461,12 +461,30 @@ impl<E: KvEngine> Store for KvStore<E> {
                 Err(error) => tracing::warn!(%error, "skipping a corrupt token during erasure"),
             }
         }
-        batch.put(keys::erased(user), ERASED_MARKER.to_vec());
+        // A retried erasure keeps the first marker (and its token).
+        if !self.is_erased_now(user)? {
+            let mut marker = ERASED_MARKER.to_vec();
+            marker.extend_from_slice(wipe_token.as_ref().map_or(&[][..], |token| &token[..]));
+            batch.put(keys::erased(user), marker);
+        }
         self.engine.apply(batch)
     }
 
     async fn is_erased(&self, user: &UserId) -> StoreResult<bool> {
         self.is_erased_now(user)
+    }
+
+    async fn erased_wipe_token(&self, user: &UserId) -> StoreResult<Option<[u8; 32]>> {
+        let Some(marker) = self.engine.get(&keys::erased(user))? else {
+            return Ok(None);
+        };
+        match marker.strip_prefix(ERASED_MARKER) {
+            Some([]) => Ok(None),
+            Some(token) => <[u8; 32]>::try_from(token)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("erasure marker".into())),
+            None => Err(StoreError::Corrupt("erasure marker".into())),
+        }
     }
 
     async fn devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {

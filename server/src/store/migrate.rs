@@ -126,10 +126,13 @@ pub async fn kv_to_postgres<E: KvEngine>(
         spaces.push(SpaceId::Private(account.space_id));
         report.accounts += 1;
     }
-    for (key, _) in engine.scan_prefix(b"a/x/")? {
+    for (key, marker) in engine.scan_prefix(b"a/x/")? {
         let user: [u8; 16] = array(suffix(&key, b"a/x/", "erasure marker")?, "erasure marker")?;
-        sqlx::query("INSERT INTO erased_accounts (user_id) VALUES ($1)")
+        // The marker byte, then the wipe token when the erasing device revealed one.
+        let wipe_token = marker.get(1..).filter(|token| !token.is_empty());
+        sqlx::query("INSERT INTO erased_accounts (user_id, wipe_token) VALUES ($1, $2)")
             .bind(user)
+            .bind(wipe_token)
             .execute(&mut *tx)
             .await?;
         report.erased_accounts += 1;
@@ -501,7 +504,7 @@ mod tests {
             )
             .await
             .unwrap();
-        store.erase_account(&HexId([2; 16])).await.unwrap();
+        store.erase_account(&HexId([2; 16]), None).await.unwrap();
         for (name, value) in [("fake-salt", 1u8), ("username-key", 2)] {
             store
                 .secret_or_init(name, Zeroizing::new(vec![value; 32]))

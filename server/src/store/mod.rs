@@ -358,10 +358,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Cas<Vec<HexId>>>;
 
     /// Erases everything of the account: account, username index, devices, sessions, the space
-    /// log with its ids and the storage key; leaves a marker so [`Store::is_erased`] answers.
-    async fn erase_account(&self, user: &UserId) -> StoreResult<()>;
+    /// log with its ids and the storage key; leaves a marker so [`Store::is_erased`] answers,
+    /// holding the account's wipe token if the erasing device revealed one.
+    async fn erase_account(&self, user: &UserId, wipe_token: Option<[u8; 32]>) -> StoreResult<()>;
 
     async fn is_erased(&self, user: &UserId) -> StoreResult<bool>;
+
+    /// The wipe token kept with an erased account's marker: `None` when the account is not
+    /// erased or no token was revealed.
+    async fn erased_wipe_token(&self, user: &UserId) -> StoreResult<Option<[u8; 32]>>;
 
     async fn devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>>;
 

@@ -158,7 +158,7 @@ impl SpyStore {
     }
 
     pub(crate) async fn erase_now(&self, user: &UserId) {
-        self.inner.erase_account(user).await.unwrap();
+        self.inner.erase_account(user, None).await.unwrap();
     }
 
     pub(crate) async fn session_now(&self, id: &HexId) -> Option<SessionRecord> {
@@ -252,12 +252,16 @@ impl Store for SpyStore {
             .await
     }
 
-    async fn erase_account(&self, user: &UserId) -> StoreResult<()> {
-        self.inner.erase_account(user).await
+    async fn erase_account(&self, user: &UserId, wipe_token: Option<[u8; 32]>) -> StoreResult<()> {
+        self.inner.erase_account(user, wipe_token).await
     }
 
     async fn is_erased(&self, user: &UserId) -> StoreResult<bool> {
         self.inner.is_erased(user).await
+    }
+
+    async fn erased_wipe_token(&self, user: &UserId) -> StoreResult<Option<[u8; 32]>> {
+        self.inner.erased_wipe_token(user).await
     }
 
     async fn devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {

@@ -240,6 +240,8 @@ impl Haven {
             user_id: session.user_id,
             space,
             cut_off: None,
+            erased_here: false,
+            wipe_due: false,
         });
         replica.stage_account_keys(keys, &mut batch)?;
         replica.stage_singletons(&mut batch)?;
@@ -273,6 +275,7 @@ impl Haven {
     /// until it is wiped, so it can still be exported.
     pub async fn delete_account(&self, password: &str) -> HavenResult<()> {
         let username = self.username().ok_or(HavenError::NotLoggedIn)?;
+        let wipe_token = self.account_wipe_token()?;
         let password_keys = self.password_keys(&username, password).await?;
         let access = self.access_token().await?;
         self.remote
@@ -280,6 +283,7 @@ impl Haven {
                 &access,
                 &AuthProof {
                     auth_secret: password_keys.auth_secret.to_wire(),
+                    wipe_token: wipe_token.map(|token| haven_protocol::Bytes(*token)),
                 },
             )
             .await
@@ -288,6 +292,13 @@ impl Haven {
                 _ => error.into(),
             })?;
         self.mark_cut_off(CutOff::AccountErased)?;
+        let mut replica = self.replica();
+        if let Some(account) = replica.meta.account.as_mut() {
+            account.erased_here = true;
+        }
+        let mut batch = WriteBatch::new();
+        replica.stage_meta(&mut batch)?;
+        replica.commit(batch)?;
         Ok(())
     }
 

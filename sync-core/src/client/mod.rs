@@ -10,6 +10,7 @@ pub mod backup;
 mod counters;
 mod credentials;
 mod devices;
+mod erasure_wipe;
 mod error;
 pub mod export;
 mod linking;

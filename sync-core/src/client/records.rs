@@ -69,6 +69,13 @@ pub(crate) struct AccountMeta {
     /// Set when the server said this device was revoked or the account erased: syncing stops.
     #[serde(default)]
     pub cut_off: Option<CutOff>,
+    /// This device erased the account (it keeps its copy, whatever the account asked).
+    #[serde(default)]
+    pub erased_here: bool,
+    /// The account was erased elsewhere, the erasure proved with the account's wipe token, and
+    /// the account asked its devices to wipe themselves: the host wipes this profile.
+    #[serde(default)]
+    pub wipe_due: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

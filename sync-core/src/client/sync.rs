@@ -123,6 +123,10 @@ impl Haven {
     async fn sync_round_locked(&self, with_public: bool) -> HavenResult<SyncReport> {
         let _one_round = self.sync_lock.lock().await;
         let result = self.sync_round(with_public).await;
+        if matches!(result, Err(HavenError::AccountErased)) {
+            // Best effort: a notice that cannot be had now is asked for after the next round.
+            let _ = self.check_erasure_notice().await;
+        }
         self.finish_round(&result);
         result
     }

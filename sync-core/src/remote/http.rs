@@ -37,10 +37,10 @@ use async_trait::async_trait;
 use futures_util::{SinkExt as _, StreamExt as _};
 use haven_protocol::api::{
     AuthProof, CLIENT_VERSION_HEADER, CreateAccountRequest, CreateAccountResponse,
-    CreateSessionRequest, DevicesResponse, EnrolRequest, EnrolmentCreated, KeyBundle,
-    LIVE_CLOSE_AUTH, LinkCreated, LinkPayload, LiveHead, PasswordChangeRequest, PreloginRequest,
-    PreloginResponse, PullResponse, PushResponse, RecoveryRequest, RecoveryResetRequest,
-    RecoveryResponse, RevokeDeviceRequest, SessionResponse,
+    CreateSessionRequest, DevicesResponse, EnrolRequest, EnrolmentCreated, ErasureNotice,
+    KeyBundle, LIVE_CLOSE_AUTH, LinkCreated, LinkPayload, LiveHead, PasswordChangeRequest,
+    PreloginRequest, PreloginResponse, PullResponse, PushResponse, RecoveryRequest,
+    RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest, SessionResponse,
 };
 use haven_protocol::{DeviceId, Envelope, ErrorBody, ErrorCode, HexId, SpaceId};
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -386,6 +386,15 @@ impl ServerApi for HttpRemote {
                 .json(proof),
         )
         .await
+    }
+
+    async fn erasure_notice(&self, user: &HexId) -> Result<Option<ErasureNotice>, RemoteError> {
+        let path = format!("v1/accounts/{user}/erasure");
+        match self.json(self.request(Method::GET, &path, None)?).await {
+            Ok(notice) => Ok(Some(notice)),
+            Err(RemoteError::Server { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     async fn change_password(

@@ -7,9 +7,9 @@ use std::fmt;
 use async_trait::async_trait;
 use haven_protocol::api::{
     AuthProof, CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, DevicesResponse,
-    EnrolRequest, EnrolmentCreated, KeyBundle, LinkCreated, LinkPayload, PasswordChangeRequest,
-    PreloginResponse, PullResponse, PushResponse, RecoveryRequest, RecoveryResetRequest,
-    RecoveryResponse, RevokeDeviceRequest, SessionResponse,
+    EnrolRequest, EnrolmentCreated, ErasureNotice, KeyBundle, LinkCreated, LinkPayload,
+    PasswordChangeRequest, PreloginResponse, PullResponse, PushResponse, RecoveryRequest,
+    RecoveryResetRequest, RecoveryResponse, RevokeDeviceRequest, SessionResponse,
 };
 use haven_protocol::{DeviceId, Envelope, EnvelopeId, ErrorBody, ErrorCode, HexId, SpaceId};
 
@@ -130,6 +130,9 @@ pub trait ServerApi: Send + Sync + fmt::Debug {
     async fn get_keys(&self, access: &str) -> Result<KeyBundle, RemoteError>;
     async fn put_keys(&self, access: &str, bundle: &KeyBundle) -> Result<(), RemoteError>;
     async fn delete_account(&self, access: &str, proof: &AuthProof) -> Result<(), RemoteError>;
+    /// What the server keeps of an erased account (unauthenticated); `None` if it knows of no
+    /// erasure of `user`.
+    async fn erasure_notice(&self, user: &HexId) -> Result<Option<ErasureNotice>, RemoteError>;
     /// Returns a new session for this device: every session, this one too, ends.
     async fn change_password(
         &self,
@@ -224,6 +227,9 @@ impl ServerApi for NoServer {
         offline()
     }
     async fn delete_account(&self, _: &str, _: &AuthProof) -> Result<(), RemoteError> {
+        offline()
+    }
+    async fn erasure_notice(&self, _: &HexId) -> Result<Option<ErasureNotice>, RemoteError> {
         offline()
     }
     async fn change_password(

@@ -453,7 +453,7 @@ impl Store for PgStore {
         Ok(Cas::Done(revoked))
     }
 
-    async fn erase_account(&self, user: &UserId) -> StoreResult<()> {
+    async fn erase_account(&self, user: &UserId, wipe_token: Option<[u8; 32]>) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         lock_account(&mut tx, user, true).await?;
         let space: Option<[u8; 16]> =
@@ -476,12 +476,37 @@ impl Store for PgStore {
             "DELETE FROM sessions WHERE user_id = $1",
             // Reset and enrolment tokens of the account would outlive it otherwise.
             "DELETE FROM one_time_tokens WHERE user_id = $1",
-            "INSERT INTO erased_accounts (user_id) VALUES ($1) ON CONFLICT DO NOTHING",
         ] {
             sqlx::query(sql).bind(user.0).execute(&mut *tx).await?;
         }
+        sqlx::query(
+            "INSERT INTO erased_accounts (user_id, wipe_token) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET wipe_token = \
+             COALESCE(erased_accounts.wipe_token, EXCLUDED.wipe_token)",
+        )
+        .bind(user.0)
+        .bind(wipe_token.as_ref().map(|token| &token[..]))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn erased_wipe_token(&self, user: &UserId) -> StoreResult<Option<[u8; 32]>> {
+        let row = sqlx::query("SELECT wipe_token FROM erased_accounts WHERE user_id = $1")
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let token: Option<Vec<u8>> = row.try_get(0)?;
+        token
+            .map(|token| {
+                <[u8; 32]>::try_from(token.as_slice())
+                    .map_err(|_| StoreError::Corrupt("erased account's wipe token".into()))
+            })
+            .transpose()
     }
 
     async fn is_erased(&self, user: &UserId) -> StoreResult<bool> {

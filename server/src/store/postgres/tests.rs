@@ -396,7 +396,7 @@ async fn erasure_wins_against_racing_writes_on_another_instance() {
                 }
             })
         };
-        a.erase_account(&user).await.unwrap();
+        a.erase_account(&user, None).await.unwrap();
         writer.await.unwrap();
         assert!(a.is_erased(&user).await.unwrap());
         assert!(b.devices(&user).await.unwrap().is_empty(), "account {n}");
