@@ -1103,3 +1103,41 @@ fn journal_backup_restore_and_purge_history() {
     assert_one_line_error(&b.run(&["journal", "show", &id]), "no journal entry");
     server.stop();
 }
+
+/// `account wipe-on-erasure on`: erasing the account from one device wipes the other at its next
+/// `sync`; the erasing device keeps its copy.
+#[test]
+fn an_erasure_wipes_the_other_devices_when_asked() {
+    let server = Server::start();
+    let (phone, laptop) = (Device::new(&server.url), Device::new(&server.url));
+    assert_success(
+        &phone.register("quiet-harbour", false),
+        &["account", "register"],
+    );
+    let output = laptop.run_with_password(
+        &["account", "login", "--username", "quiet-harbour"],
+        PASSWORD,
+    );
+    assert_success(&output, &["account", "login"]);
+    assert!(phone.ok(&["account", "wipe-on-erasure"]).starts_with("off"));
+    assert!(
+        phone
+            .ok(&["account", "wipe-on-erasure", "on"])
+            .starts_with("On")
+    );
+    phone.ok(&["journal", "add", "--title", "T", "--body", "b"]);
+    phone.ok(&["sync"]);
+    laptop.ok(&["sync"]);
+    assert!(laptop.ok(&["account", "wipe-on-erasure"]).starts_with("on"));
+
+    let output = phone.run_with_password(&["account", "delete", "--yes"], PASSWORD);
+    assert_success(&output, &["account", "delete"]);
+    assert_one_line_error(&laptop.run(&["sync"]), "this profile was wiped");
+    assert!(!laptop.profile.exists(), "the laptop's profile is gone");
+    // The erasing device keeps its copy.
+    assert_eq!(
+        entry_ids(&phone.json(&["journal", "list", "--json"])).len(),
+        1
+    );
+    server.stop();
+}

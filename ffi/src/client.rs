@@ -853,6 +853,7 @@ impl HavenClient {
                 Err(_) => Err(HavenError::Timeout),
             };
             shared.after_round(&haven, &round, false);
+            wipe_if_due(&shared, haven);
             Ok(SyncReport::from(&round?))
         })
         .await
@@ -891,6 +892,7 @@ impl HavenClient {
                             let status = SyncStatus::from(haven.status());
                             notify("on_sync_status", || listener.on_sync_status(status));
                         }
+                        wipe_if_due(&shared, haven);
                     }
                     Err(payload) => {
                         runtime::panicked("live sync", payload);
@@ -1046,28 +1048,82 @@ impl HavenClient {
     #[uniffi::method(default(log_out_first = false))]
     pub async fn wipe(&self, log_out_first: bool) -> FfiResult<WipeReport> {
         let shared = Arc::clone(&self.shared);
-        runtime::spawn("wipe", None, async move {
-            // Already closed: the files are still there to wipe.
-            let haven = shared.retire(WIPE_WAIT).await.unwrap_or(None);
-            if log_out_first
-                && let Some(haven) = &haven
-                && haven.username().is_some()
-            {
-                let _ = tokio::time::timeout(WIPE_LOGOUT_WAIT, haven.logout()).await;
-            }
-            let dir = shared.data_dir.clone();
-            let key_store = Arc::clone(&shared.key_store);
-            runtime::spawn_blocking("wipe", None, move || {
-                if let Some(haven) = haven {
-                    // Release the store's files and lock first; the wipe below does the rest
-                    // (and does it even if closing failed).
-                    let _ = haven.close();
-                }
-                wipe_dir(&dir, key_store.as_ref())
-            })
-            .await
+        runtime::spawn("wipe", None, wipe_shared(shared, log_out_first)).await
+    }
+
+    /// Asks every device of the account to wipe itself (as `wipe` does) when the account is
+    /// erased from another device. A device wipes only on proof: a random token kept in the
+    /// account's encrypted journal settings, which the erasing device reveals to the server, so
+    /// a server that merely claims an erasure cannot trigger it. The erasing device keeps its
+    /// copy. Takes effect on a device once it has synced after this.
+    ///
+    /// When a round learns of such an erasure, this client wipes its profile by itself (the
+    /// round fails with `Erased`; `is_closed()` then turns true and the listener hears the
+    /// final status first).
+    ///
+    /// Errors: `NotLoggedIn`, `Storage`.
+    pub async fn set_wipe_on_erasure(&self, on: bool) -> FfiResult<()> {
+        self.blocking("set_wipe_on_erasure", move |haven| {
+            Ok(haven.set_wipe_on_erasure(on)?)
         })
         .await
+    }
+
+    /// Whether the account asks its devices to wipe themselves on erasure.
+    pub async fn wipe_on_erasure(&self) -> FfiResult<bool> {
+        self.blocking("wipe_on_erasure", |haven| Ok(haven.wipe_on_erasure()?))
+            .await
+    }
+}
+
+/// The panic wipe of a client's profile: key first, then every file; the client is closed.
+async fn wipe_shared(shared: Arc<Shared>, log_out_first: bool) -> FfiResult<WipeReport> {
+    // Already closed: the files are still there to wipe.
+    let haven = shared.retire(WIPE_WAIT).await.unwrap_or(None);
+    if log_out_first
+        && let Some(haven) = &haven
+        && haven.username().is_some()
+    {
+        let _ = tokio::time::timeout(WIPE_LOGOUT_WAIT, haven.logout()).await;
+    }
+    let dir = shared.data_dir.clone();
+    let key_store = Arc::clone(&shared.key_store);
+    runtime::spawn_blocking("wipe", None, move || {
+        if let Some(haven) = haven {
+            // Release the store's files and lock first; the wipe below does the rest
+            // (and does it even if closing failed).
+            let _ = haven.close();
+        }
+        wipe_dir(&dir, key_store.as_ref())
+    })
+    .await
+}
+
+/// After a round: if the account was erased elsewhere and asked for it, wipes the profile on a
+/// task of its own (the wipe stops live sync and aborts operations in flight, which may include
+/// the caller).
+fn wipe_if_due(shared: &Arc<Shared>, haven: Arc<Haven>) {
+    if !haven.wipe_due() {
+        return;
+    }
+    drop(haven);
+    log(
+        LogLevel::Warn,
+        "the account was erased and asked its devices to wipe: wiping this profile".into(),
+    );
+    let shared = Arc::clone(shared);
+    match runtime::runtime() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Err(error) = wipe_shared(shared, false).await {
+                    log(LogLevel::Error, format!("the erasure wipe failed: {error}"));
+                }
+            });
+        }
+        Err(error) => log(
+            LogLevel::Error,
+            format!("the erasure wipe could not start: {error}"),
+        ),
     }
 }
 

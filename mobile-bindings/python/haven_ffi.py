@@ -639,6 +639,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress() != 3840:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_set_wipe_on_erasure() != 4454:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_shutdown() != 28403:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_start_live() != 17143:
@@ -650,6 +652,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_haven_ffi_checksum_method_havenclient_sync_once() != 48313:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_method_havenclient_wipe() != 21282:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_haven_ffi_checksum_method_havenclient_wipe_on_erasure() != 46548:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_haven_ffi_checksum_constructor_havenclient_open() != 46553:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -861,6 +865,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_push_jitter_ms.resty
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_wipe_on_erasure.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_set_wipe_on_erasure.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_shutdown.restype = ctypes.c_uint16
@@ -879,6 +886,9 @@ _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_sync_once.restype = ctyp
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_wipe.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_wipe.restype = ctypes.c_uint16
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_wipe_on_erasure.argtypes = (
+)
+_UniffiLib.uniffi_haven_ffi_checksum_method_havenclient_wipe_on_erasure.restype = ctypes.c_uint16
 _UniffiLib.uniffi_haven_ffi_checksum_constructor_havenclient_open.argtypes = (
 )
 _UniffiLib.uniffi_haven_ffi_checksum_constructor_havenclient_open.restype = ctypes.c_uint16
@@ -1201,6 +1211,11 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_reading_progress.argtypes 
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_reading_progress.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_wipe_on_erasure.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_int8,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_wipe_on_erasure.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_shutdown.argtypes = (
     ctypes.c_uint64,
 )
@@ -1230,6 +1245,10 @@ _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe.argtypes = (
     ctypes.c_int8,
 )
 _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe.restype = ctypes.c_uint64
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe_on_erasure.argtypes = (
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe_on_erasure.restype = ctypes.c_uint64
 _UniffiLib.uniffi_haven_ffi_fn_constructor_havenclient_open.argtypes = (
     _UniffiRustBuffer,
     ctypes.c_uint64,
@@ -4921,6 +4940,21 @@ class HavenClientProtocol(typing.Protocol):
         article), `InvalidInput`.
 """
         raise NotImplementedError
+    async def set_wipe_on_erasure(self, on: bool) -> None:
+        """
+        Asks every device of the account to wipe itself (as `wipe` does) when the account is
+        erased from another device. A device wipes only on proof: a random token kept in the
+        account's encrypted journal settings, which the erasing device reveals to the server, so
+        a server that merely claims an erasure cannot trigger it. The erasing device keeps its
+        copy. Takes effect on a device once it has synced after this.
+
+        When a round learns of such an erasure, this client wipes its profile by itself (the
+        round fails with `Erased`; `is_closed()` then turns true and the listener hears the
+        final status first).
+
+        Errors: `NotLoggedIn`, `Storage`.
+"""
+        raise NotImplementedError
     async def shutdown(self, ) -> None:
         """
         Closes the profile: stops live sync, aborts what is in flight, flushes and releases the
@@ -4967,6 +5001,11 @@ class HavenClientProtocol(typing.Protocol):
         3 s (best effort: offline or refused, the wipe goes on).
 
         Errors: `Storage` when a step failed (the others were still done): call it again.
+"""
+        raise NotImplementedError
+    async def wipe_on_erasure(self, ) -> bool:
+        """
+        Whether the account asks its devices to wipe themselves on erasure.
 """
         raise NotImplementedError
 
@@ -6115,6 +6154,36 @@ class HavenClient(HavenClientProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    async def set_wipe_on_erasure(self, on: bool) -> None:
+        """
+        Asks every device of the account to wipe itself (as `wipe` does) when the account is
+        erased from another device. A device wipes only on proof: a random token kept in the
+        account's encrypted journal settings, which the erasing device reveals to the server, so
+        a server that merely claims an erasure cannot trigger it. The erasing device keeps its
+        copy. Takes effect on a device once it has synced after this.
+
+        When a round learns of such an erasure, this client wipes its profile by itself (the
+        round fails with `Erased`; `is_closed()` then turns true and the listener hears the
+        final status first).
+
+        Errors: `NotLoggedIn`, `Storage`.
+"""
+        
+        _UniffiFfiConverterBoolean.check_lower(on)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBoolean.lower(on),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_wipe_on_erasure(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_void,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     async def shutdown(self, ) -> None:
         """
         Closes the profile: stops live sync, aborts what is in flight, flushes and releases the
@@ -6232,6 +6301,23 @@ class HavenClient(HavenClientProtocol):
             _UniffiLib.ffi_haven_ffi_rust_future_poll_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_complete_rust_buffer,
             _UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    async def wipe_on_erasure(self, ) -> bool:
+        """
+        Whether the account asks its devices to wipe themselves on erasure.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHavenFfiError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe_on_erasure(*_uniffi_lowered_args),
+            _UniffiLib.ffi_haven_ffi_rust_future_poll_i8,
+            _UniffiLib.ffi_haven_ffi_rust_future_complete_i8,
+            _UniffiLib.ffi_haven_ffi_rust_future_free_i8,
             _uniffi_lift_return,
             _uniffi_error_converter,
         )

@@ -1202,6 +1202,21 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
     func setReadingProgress(slug: String, fractionPpm: UInt32, position: UInt64) async throws 
     
     /**
+     * Asks every device of the account to wipe itself (as `wipe` does) when the account is
+     * erased from another device. A device wipes only on proof: a random token kept in the
+     * account's encrypted journal settings, which the erasing device reveals to the server, so
+     * a server that merely claims an erasure cannot trigger it. The erasing device keeps its
+     * copy. Takes effect on a device once it has synced after this.
+     *
+     * When a round learns of such an erasure, this client wipes its profile by itself (the
+     * round fails with `Erased`; `is_closed()` then turns true and the listener hears the
+     * final status first).
+     *
+     * Errors: `NotLoggedIn`, `Storage`.
+     */
+    func setWipeOnErasure(on: Bool) async throws 
+    
+    /**
      * Closes the profile: stops live sync, aborts what is in flight, flushes and releases the
      * profile's lock. Later calls fail with `Closed`; closing twice fails with `Closed`.
      * (Not named `close`: Kotlin objects already have `AutoCloseable.close()`, which frees the
@@ -1248,6 +1263,11 @@ public protocol HavenClientProtocol: AnyObject, Sendable {
      * Errors: `Storage` when a step failed (the others were still done): call it again.
      */
     func wipe(logOutFirst: Bool) async throws  -> WipeReport
+    
+    /**
+     * Whether the account asks its devices to wipe themselves on erasure.
+     */
+    func wipeOnErasure() async throws  -> Bool
     
 }
 /**
@@ -2282,6 +2302,35 @@ open func setReadingProgress(slug: String, fractionPpm: UInt32, position: UInt64
 }
     
     /**
+     * Asks every device of the account to wipe itself (as `wipe` does) when the account is
+     * erased from another device. A device wipes only on proof: a random token kept in the
+     * account's encrypted journal settings, which the erasing device reveals to the server, so
+     * a server that merely claims an erasure cannot trigger it. The erasing device keeps its
+     * copy. Takes effect on a device once it has synced after this.
+     *
+     * When a round learns of such an erasure, this client wipes its profile by itself (the
+     * round fails with `Erased`; `is_closed()` then turns true and the listener hears the
+     * final status first).
+     *
+     * Errors: `NotLoggedIn`, `Storage`.
+     */
+open func setWipeOnErasure(on: Bool)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_set_wipe_on_erasure(
+                        self.uniffiCloneHandle(),FfiConverterBool.lower(on)
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_void,
+            completeFunc: ffi_haven_ffi_rust_future_complete_void,
+            freeFunc: ffi_haven_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
      * Closes the profile: stops live sync, aborts what is in flight, flushes and releases the
      * profile's lock. Later calls fail with `Closed`; closing twice fails with `Closed`.
      * (Not named `close`: Kotlin objects already have `AutoCloseable.close()`, which frees the
@@ -2386,6 +2435,25 @@ open func wipe(logOutFirst: Bool = false)async throws  -> WipeReport  {
             completeFunc: ffi_haven_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_haven_ffi_rust_future_free_rust_buffer,
             liftFunc: FfiConverterTypeWipeReport_lift,
+            errorHandler: FfiConverterTypeHavenFfiError_lift
+        )
+}
+    
+    /**
+     * Whether the account asks its devices to wipe themselves on erasure.
+     */
+open func wipeOnErasure()async throws  -> Bool  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_haven_ffi_fn_method_havenclient_wipe_on_erasure(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_haven_ffi_rust_future_poll_i8,
+            completeFunc: ffi_haven_ffi_rust_future_complete_i8,
+            freeFunc: ffi_haven_ffi_rust_future_free_i8,
+            liftFunc: FfiConverterBool.lift,
             errorHandler: FfiConverterTypeHavenFfiError_lift
         )
 }
@@ -6518,6 +6586,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress() != 3840) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_haven_ffi_checksum_method_havenclient_set_wipe_on_erasure() != 4454) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_haven_ffi_checksum_method_havenclient_shutdown() != 28403) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -6534,6 +6605,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_havenclient_wipe() != 21282) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_haven_ffi_checksum_method_havenclient_wipe_on_erasure() != 46548) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_haven_ffi_checksum_method_logger_log() != 33915) {

@@ -635,6 +635,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_set_push_jitter_ms(uint64_t ptr,
 uint64_t uniffi_haven_ffi_fn_method_havenclient_set_reading_progress(uint64_t ptr, RustBuffer slug, uint32_t fraction_ppm, uint64_t position
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SET_WIPE_ON_ERASURE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SET_WIPE_ON_ERASURE
+uint64_t uniffi_haven_ffi_fn_method_havenclient_set_wipe_on_erasure(uint64_t ptr, int8_t on
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SHUTDOWN
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_SHUTDOWN
 uint64_t uniffi_haven_ffi_fn_method_havenclient_shutdown(uint64_t ptr
@@ -663,6 +668,11 @@ uint64_t uniffi_haven_ffi_fn_method_havenclient_sync_once(uint64_t ptr, uint64_t
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_WIPE
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_WIPE
 uint64_t uniffi_haven_ffi_fn_method_havenclient_wipe(uint64_t ptr, int8_t log_out_first
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_WIPE_ON_ERASURE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_METHOD_HAVENCLIENT_WIPE_ON_ERASURE
+uint64_t uniffi_haven_ffi_fn_method_havenclient_wipe_on_erasure(uint64_t ptr
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_FN_CLONE_LOGGER
@@ -1333,6 +1343,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SET_WIPE_ON_ERASURE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SET_WIPE_ON_ERASURE
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_set_wipe_on_erasure(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SHUTDOWN
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_SHUTDOWN
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_shutdown(void
@@ -1366,6 +1382,12 @@ uint16_t uniffi_haven_ffi_checksum_method_havenclient_sync_once(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_WIPE
 #define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_WIPE
 uint16_t uniffi_haven_ffi_checksum_method_havenclient_wipe(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_WIPE_ON_ERASURE
+#define UNIFFI_FFIDEF_UNIFFI_HAVEN_FFI_CHECKSUM_METHOD_HAVENCLIENT_WIPE_ON_ERASURE
+uint16_t uniffi_haven_ffi_checksum_method_havenclient_wipe_on_erasure(void
     
 );
 #endif

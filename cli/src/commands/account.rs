@@ -82,6 +82,15 @@ pub(crate) enum AccountCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// When the account is erased from one device, make the others wipe themselves (`on`) or
+    /// keep their copy (`off`, the default); with neither, say which. A device wipes only on
+    /// proof that the account was really erased (a token kept in the encrypted journal, revealed
+    /// by the erasing device), never on the server's word; the erasing device keeps its copy.
+    /// Applies to a device once it has synced after this.
+    WipeOnErasure {
+        #[arg(value_name = "on|off", value_parser = ["on", "off"])]
+        mode: Option<String>,
+    },
 }
 
 pub(crate) fn run(global: &GlobalArgs, command: AccountCommand) -> anyhow::Result<()> {
@@ -103,7 +112,41 @@ pub(crate) fn run(global: &GlobalArgs, command: AccountCommand) -> anyhow::Resul
             device_name,
         } => recover(global, &username, &device_name),
         AccountCommand::Delete { yes, password } => delete(global, yes, password),
+        AccountCommand::WipeOnErasure { mode } => wipe_on_erasure(global, mode.as_deref()),
     }
+}
+
+fn wipe_on_erasure(global: &GlobalArgs, mode: Option<&str>) -> anyhow::Result<()> {
+    let haven = device::open_offline(global)?;
+    let result = (|| -> anyhow::Result<()> {
+        if haven.username().is_none() {
+            bail!("no account on this profile: register or log in first");
+        }
+        match mode {
+            None => say!(
+                "{}",
+                if haven.wipe_on_erasure()? {
+                    "on: erasing the account makes its other devices wipe themselves"
+                } else {
+                    "off: erasing the account leaves each device its copy"
+                }
+            ),
+            Some(mode) => {
+                haven.set_wipe_on_erasure(mode == "on")?;
+                say!(
+                    "{} `haven sync` takes it to your other devices.",
+                    if mode == "on" {
+                        "On: when the account is erased, your other devices wipe themselves."
+                    } else {
+                        "Off: when the account is erased, each device keeps its copy."
+                    }
+                );
+            }
+        }
+        Ok(())
+    })();
+    device::close(haven)?;
+    result
 }
 
 fn register(

@@ -6,7 +6,7 @@
 //! a round can tell that everything is on the server (the library never says "synced" on a guess);
 //! `status --offline` shows the profile's own view without contacting the server.
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use haven_core::client::{HavenResult, SyncReport, SyncState, SyncStatus};
 use haven_core::{Haven, HavenError};
 use serde::Serialize;
@@ -189,7 +189,15 @@ pub(crate) fn sync(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<()> {
     }
     if args.watch {
         let result = watch(&haven, args.output.json);
+        let wipe = haven.wipe_due();
         device::close(haven)?;
+        if wipe {
+            crate::commands::wipe::run(global, false)?;
+            bail!(
+                "the account was erased from another device, which asked its devices to wipe \
+                 themselves: this profile was wiped"
+            );
+        }
         return result;
     }
     let username = haven.username();
@@ -205,7 +213,16 @@ pub(crate) fn sync(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<()> {
     let report = match result {
         Ok(report) => report,
         Err(error) => {
+            let wipe = haven.wipe_due();
             device::close(haven)?;
+            if wipe {
+                // The account was erased from another device, proved, and asked for this.
+                crate::commands::wipe::run(global, false)?;
+                bail!(
+                    "the account was erased from another device, which asked its devices to \
+                     wipe themselves: this profile was wiped"
+                );
+            }
             return Err(error.context(format!("sync with {}", global.server)));
         }
     };

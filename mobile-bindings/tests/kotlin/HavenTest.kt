@@ -434,6 +434,31 @@ fun runTests() {
         check(report.keystoreKeyDeleted && report.dirRemoved) { "$report" }
     }
 
+    test("an erasure wipes the other devices when the account asked") {
+        val username = unique("kt-erase")
+        val phone = open("erase-phone")
+        phone.register(username, PASSWORD, "phone")
+        val laptopKeys = TestKeyStore()
+        val laptop = open("erase-laptop", keyStore = laptopKeys)
+        laptop.login(username, PASSWORD, "laptop")
+        check(!phone.wipeOnErasure())
+        phone.setWipeOnErasure(true)
+        phone.syncOnce(30_000uL)
+        laptop.syncOnce(30_000uL)
+        check(laptop.wipeOnErasure())
+
+        phone.deleteAccount(PASSWORD)
+        assertThrows<HavenFfiException.Erased> { laptop.syncOnce(30_000uL) }
+        val deadline = System.nanoTime() + 10_000_000_000L
+        while (!laptop.isClosed() || File(scratch, "erase-laptop").exists()) {
+            check(System.nanoTime() < deadline) { "the laptop was not wiped" }
+            Thread.sleep(50)
+        }
+        check(laptopKeys.deleted)
+        check(!phone.isClosed())
+        phone.journalList()
+    }
+
     test("a wrong password and bad ids are typed errors") {
         val username = unique("kt-auth")
         val a = open("auth-a")

@@ -630,6 +630,32 @@ class HavenTest(unittest.TestCase):
         self.assertTrue(report.keystore_key_deleted and report.dir_removed)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "local-b")))
 
+    def test_an_erasure_wipes_the_other_devices_when_asked(self):
+        username = unique("py-erase")
+        phone = self.open("erase-phone")
+        run(phone.register(username, PASSWORD, "phone"))
+        laptop_keys = TestKeyStore()
+        laptop = self.open("erase-laptop", key_store=laptop_keys)
+        run(laptop.login(username, PASSWORD, "laptop"))
+        self.assertFalse(run(phone.wipe_on_erasure()))
+        run(phone.set_wipe_on_erasure(True))
+        run(phone.sync_once(timeout_ms=30_000))
+        run(laptop.sync_once(timeout_ms=30_000))
+        self.assertTrue(run(laptop.wipe_on_erasure()))
+
+        run(phone.delete_account(PASSWORD))
+        with self.assertRaises(hf.HavenFfiError.Erased):
+            run(laptop.sync_once(timeout_ms=30_000))
+        # The laptop wipes itself on a task of its own: key first, then every file.
+        deadline = time.monotonic() + 10
+        while not laptop.is_closed() or os.path.exists(os.path.join(self.tmp, "erase-laptop")):
+            self.assertLess(time.monotonic(), deadline, "the laptop was not wiped")
+            time.sleep(0.05)
+        self.assertTrue(laptop_keys.deleted)
+        # The erasing phone keeps its copy.
+        self.assertFalse(phone.is_closed())
+        run(phone.journal_list())
+
     def test_wipe_destroys_the_key_first_then_the_files(self):
         keys = TestKeyStore()
         client = self.open("wipe", key_store=keys)

@@ -886,6 +886,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress(
     ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_set_wipe_on_erasure(
+    ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_shutdown(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_start_live(
@@ -897,6 +899,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_haven_ffi_checksum_method_havenclient_sync_once(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_havenclient_wipe(
+    ): Int
+    external fun uniffi_haven_ffi_checksum_method_havenclient_wipe_on_erasure(
     ): Int
     external fun uniffi_haven_ffi_checksum_method_logger_log(
     ): Int
@@ -1053,6 +1057,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_set_reading_progress(`ptr`: Long,`slug`: RustBuffer.ByValue,`fractionPpm`: Int,`position`: Long,
     ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_set_wipe_on_erasure(`ptr`: Long,`on`: Byte,
+    ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_shutdown(`ptr`: Long,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_start_live(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1064,6 +1070,8 @@ internal object UniffiLib {
     external fun uniffi_haven_ffi_fn_method_havenclient_sync_once(`ptr`: Long,`timeoutMs`: Long,
     ): Long
     external fun uniffi_haven_ffi_fn_method_havenclient_wipe(`ptr`: Long,`logOutFirst`: Byte,
+    ): Long
+    external fun uniffi_haven_ffi_fn_method_havenclient_wipe_on_erasure(`ptr`: Long,
     ): Long
     external fun uniffi_haven_ffi_fn_clone_logger(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1382,6 +1390,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_set_reading_progress() and 0xFFFF) != 3840) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_set_wipe_on_erasure() and 0xFFFF) != 4454) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_shutdown() and 0xFFFF) != 28403) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1398,6 +1409,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_havenclient_wipe() and 0xFFFF) != 21282) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_haven_ffi_checksum_method_havenclient_wipe_on_erasure() and 0xFFFF) != 46548) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_haven_ffi_checksum_method_logger_log() and 0xFFFF) != 33915) {
@@ -2609,6 +2623,21 @@ public interface HavenClientInterface {
     suspend fun `setReadingProgress`(`slug`: kotlin.String, `fractionPpm`: kotlin.UInt, `position`: kotlin.ULong)
     
     /**
+     * Asks every device of the account to wipe itself (as `wipe` does) when the account is
+     * erased from another device. A device wipes only on proof: a random token kept in the
+     * account's encrypted journal settings, which the erasing device reveals to the server, so
+     * a server that merely claims an erasure cannot trigger it. The erasing device keeps its
+     * copy. Takes effect on a device once it has synced after this.
+     *
+     * When a round learns of such an erasure, this client wipes its profile by itself (the
+     * round fails with `Erased`; `is_closed()` then turns true and the listener hears the
+     * final status first).
+     *
+     * Errors: `NotLoggedIn`, `Storage`.
+     */
+    suspend fun `setWipeOnErasure`(`on`: kotlin.Boolean)
+    
+    /**
      * Closes the profile: stops live sync, aborts what is in flight, flushes and releases the
      * profile's lock. Later calls fail with `Closed`; closing twice fails with `Closed`.
      * (Not named `close`: Kotlin objects already have `AutoCloseable.close()`, which frees the
@@ -2655,6 +2684,11 @@ public interface HavenClientInterface {
      * Errors: `Storage` when a step failed (the others were still done): call it again.
      */
     suspend fun `wipe`(`logOutFirst`: kotlin.Boolean = false): WipeReport
+    
+    /**
+     * Whether the account asks its devices to wipe themselves on erasure.
+     */
+    suspend fun `wipeOnErasure`(): kotlin.Boolean
     
     companion object
 }
@@ -4046,6 +4080,42 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
 
     
     /**
+     * Asks every device of the account to wipe itself (as `wipe` does) when the account is
+     * erased from another device. A device wipes only on proof: a random token kept in the
+     * account's encrypted journal settings, which the erasing device reveals to the server, so
+     * a server that merely claims an erasure cannot trigger it. The erasing device keeps its
+     * copy. Takes effect on a device once it has synced after this.
+     *
+     * When a round learns of such an erasure, this client wipes its profile by itself (the
+     * round fails with `Erased`; `is_closed()` then turns true and the listener hears the
+     * final status first).
+     *
+     * Errors: `NotLoggedIn`, `Storage`.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `setWipeOnErasure`(`on`: kotlin.Boolean) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_set_wipe_on_erasure(
+                uniffiHandle,
+                
+        FfiConverterBoolean.lower(`on`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Closes the profile: stops live sync, aborts what is in flight, flushes and releases the
      * profile's lock. Later calls fail with `Closed`; closing twice fails with `Closed`.
      * (Not named `close`: Kotlin objects already have `AutoCloseable.close()`, which frees the
@@ -4180,6 +4250,30 @@ open class HavenClient: Disposable, AutoCloseable, HavenClientInterface
         { future -> UniffiLib.ffi_haven_ffi_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterTypeWipeReport.lift(it) },
+        // Error FFI converter
+        HavenFfiException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Whether the account asks its devices to wipe themselves on erasure.
+     */
+    @Throws(HavenFfiException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `wipeOnErasure`() : kotlin.Boolean {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_haven_ffi_fn_method_havenclient_wipe_on_erasure(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_haven_ffi_rust_future_poll_i8(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_haven_ffi_rust_future_complete_i8(future, continuation) },
+        { future -> UniffiLib.ffi_haven_ffi_rust_future_free_i8(future) },
+        // lift function
+        { FfiConverterBoolean.lift(it) },
         // Error FFI converter
         HavenFfiException.ErrorHandler,
     )
