@@ -92,6 +92,16 @@ pub struct ChaosRemote {
 }
 
 impl ChaosRemote {
+    /// A recorder in front of the real server at `url`: no faults, every push kept
+    /// ([`ChaosRemote::pushed`]), lies on demand ([`ChaosRemote::claim_erasure`]).
+    pub fn recording(url: &str) -> Result<Arc<Self>, RemoteError> {
+        let inner: Arc<dyn ServerApi> = Arc::new(haven_core::remote::http::HttpRemote::new(
+            url,
+            haven_core::remote::http::HttpOptions::default(),
+        )?);
+        Ok(Arc::new(Self::new(inner, 1, Faults::NONE)))
+    }
+
     pub fn new(inner: Arc<dyn ServerApi>, seed: u64, faults: Faults) -> Self {
         Self {
             inner,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use haven_core::remote::ServerApi;
 use haven_core::{Haven, HavenConfig, HavenError};
-use haven_tests::chaos::{ChaosRemote, Faults};
+use haven_tests::chaos::ChaosRemote;
 use haven_tests::{TestServer, device, memory_keystore, watchdog};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -83,14 +83,7 @@ async fn a_server_claiming_an_erasure_cannot_make_a_device_wipe() {
     let _watchdog = watchdog("lying server", FLOW_LIMIT);
     let server = TestServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn ServerApi> = Arc::new(
-        haven_core::remote::http::HttpRemote::new(
-            &server.url,
-            haven_core::remote::http::HttpOptions::default(),
-        )
-        .unwrap(),
-    );
-    let liar = Arc::new(ChaosRemote::new(inner, 1, Faults::NONE));
+    let liar = ChaosRemote::recording(&server.url).unwrap();
     let remote: Arc<dyn ServerApi> = liar.clone();
     let haven = Haven::open(HavenConfig::new(dir.path()), memory_keystore(), remote).unwrap();
     haven.register("huda", PASSWORD, "phone").await.unwrap();

@@ -11,7 +11,7 @@ use haven_core::client::SyncState;
 use haven_core::local_store::KeyStore;
 use haven_core::remote::ServerApi;
 use haven_core::{Haven, HavenConfig, HavenError};
-use haven_tests::chaos::{ChaosRemote, Faults};
+use haven_tests::chaos::ChaosRemote;
 use haven_tests::{TestServer, memory_keystore, spawn_server, test_options, watchdog};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -38,14 +38,7 @@ impl Device {
     fn new(server: &TestServer) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = memory_keystore();
-        let inner: Arc<dyn ServerApi> = Arc::new(
-            haven_core::remote::http::HttpRemote::new(
-                &server.url,
-                haven_core::remote::http::HttpOptions::default(),
-            )
-            .unwrap(),
-        );
-        let recorder = Arc::new(ChaosRemote::new(inner, 1, Faults::NONE));
+        let recorder = ChaosRemote::recording(&server.url).unwrap();
         let haven = Self::open(&dir, &keys, &recorder);
         Self {
             dir,

@@ -346,7 +346,7 @@ async fn after_erasure_no_uploaded_body_is_left_in_the_server_files() {
     use haven_core::remote::ServerApi;
     use haven_server::master_key::{FILE_NAME, read_generations};
     use haven_server::storage_keys::MasterKeySource;
-    use haven_tests::chaos::{ChaosRemote, Faults};
+    use haven_tests::chaos::ChaosRemote;
 
     let _watchdog = watchdog("erasure scan", FLOW_LIMIT);
     let data = tempfile::tempdir().unwrap();
@@ -359,15 +359,8 @@ async fn after_erasure_no_uploaded_body_is_left_in_the_server_files() {
     };
     let server = spawn_server(store, options).await.unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn ServerApi> = Arc::new(
-        haven_core::remote::http::HttpRemote::new(
-            &server.url,
-            haven_core::remote::http::HttpOptions::default(),
-        )
-        .unwrap(),
-    );
     // No faults: it only records what the device uploads.
-    let recorder = Arc::new(ChaosRemote::new(inner, 1, Faults::NONE));
+    let recorder = ChaosRemote::recording(&server.url).unwrap();
     let remote: Arc<dyn ServerApi> = recorder.clone();
     let haven = Haven::open(
         haven_core::HavenConfig::new(profile.path()),
