@@ -394,6 +394,10 @@ class HavenTest(unittest.TestCase):
             self.assertTrue(any(entry in c.changed and c.live for c in listener.changes))
             # The listener threw every time; B is fine and says so in the log.
             self.assertEqual(run(b.journal_get(entry)).title, "Live")
+            # Logged right after the call that threw, on a library thread: wait for it (bounded).
+            logged = time.time() + 5
+            while time.time() < logged and not any("ChangeListener" in line for _, line in logger.lines):
+                time.sleep(0.05)
             self.assertTrue(any("ChangeListener" in line for _, line in logger.lines),
                             logger.lines)
             self.assertFalse(any("pushed while" in line for _, line in logger.lines))
