@@ -30,6 +30,7 @@ mod handle;
 mod journal_entry;
 mod journal_index;
 mod manifest;
+mod preflight;
 mod reading_state;
 mod resource_list;
 mod saved_resources;

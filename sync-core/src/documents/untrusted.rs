@@ -4,7 +4,8 @@
 //! crash every other one: automerge 0.12's decoders can panic on malformed input (fuzzing found
 //! an `unwrap` in its column decoder, reached from `load_incremental`). These guards run the
 //! decoder where a panic is caught and turned into an error, so the envelope is skipped and
-//! reported like any other bad input.
+//! reported like any other bad input. Before that, [`super::preflight`] refuses what would make
+//! the decoder allocate without bound.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -14,6 +15,8 @@ use automerge::{AutoCommit, Change};
 /// document, where a decoder panic cannot leave `doc` half-changed; only bytes that load there
 /// are loaded into `doc`.
 pub fn load_snapshot(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), String> {
+    super::preflight::check_snapshot(bytes)
+        .map_err(|reason| format!("the snapshot is refused: {reason}"))?;
     let trial = catch_unwind(AssertUnwindSafe(|| {
         AutoCommit::new().load_incremental(bytes).map(|_| ())
     }));
@@ -29,6 +32,8 @@ pub fn load_snapshot(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), String> {
 
 /// Parses one change's bytes.
 pub fn parse_change(bytes: &[u8]) -> Result<Change, String> {
+    super::preflight::check_change(bytes)
+        .map_err(|reason| format!("malformed change: {reason}"))?;
     catch_unwind(AssertUnwindSafe(|| Change::from_bytes(bytes.to_vec())))
         .map_err(|_| "malformed change (the decoder failed)".to_string())?
         .map_err(|error| format!("malformed change: {error}"))
@@ -41,7 +46,8 @@ mod tests {
 
     use super::*;
 
-    /// Found by `scripts/fuzz` (change_payload): panics inside automerge 0.12's column decoder.
+    /// Found by `scripts/fuzz` (change_payload): panics inside automerge 0.12's column decoder
+    /// (a bundle chunk; the preflight now refuses those before the decoder runs).
     const DECODER_PANIC: [u8; 22] = [
         0x85, 0x6f, 0x4a, 0x83, 0x00, 0x00, 0x6d, 0x00, 0x03, 0x0b, 0x00, 0x00, 0x00, 0x01, 0x23,
         0x03, 0x26, 0x00, 0x00, 0x08, 0x00, 0x00,
@@ -53,7 +59,7 @@ mod tests {
         doc.put(&ROOT, "kept", "yes").unwrap();
         let heads = doc.get_heads();
         let error = load_snapshot(&mut doc, &DECODER_PANIC).unwrap_err();
-        assert!(error.contains("malformed"), "{error}");
+        assert!(error.contains("bundle"), "{error}");
         assert_eq!(doc.get_heads(), heads);
         assert!(parse_change(&DECODER_PANIC).is_err());
     }
