@@ -277,6 +277,82 @@ async fn many_edits_are_snapshotted_and_a_new_device_loads_the_snapshot() {
     server.stop().await.unwrap();
 }
 
+/// A round pulls back what it just pushed (the log is one per account); those envelopes are
+/// already here, so they are not opened or applied again. Another device applies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_does_not_apply_its_own_pushes_again() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(dir_a.path(), &keystore(), &server.url);
+    a.register("echo-user", PASSWORD, "phone").await.unwrap();
+    a.sync_once().await.unwrap();
+    let id = a.journal_create("Echo", "pushed once").unwrap();
+    a.journal_append_body(&id, ", edited").unwrap();
+    let report = a.sync_once().await.unwrap();
+    assert!(report.pushed >= 2, "{report:?}");
+    assert_eq!(report.pulled, 0, "its own envelopes came back: {report:?}");
+    assert!(report.changed.is_empty(), "{report:?}");
+
+    let b = open(dir_b.path(), &keystore(), &server.url);
+    b.login("echo-user", PASSWORD, "laptop").await.unwrap();
+    let report = b.sync_once().await.unwrap();
+    assert!(report.pulled >= 2, "{report:?}");
+    assert_eq!(b.journal_get(&id).unwrap().body, "pushed once, edited");
+    b.journal_append_body(&id, " twice").unwrap();
+    b.sync_once().await.unwrap();
+    let report = a.sync_once().await.unwrap();
+    assert_eq!(
+        report.pulled, 1,
+        "the other device's edit is applied: {report:?}"
+    );
+    assert_eq!(
+        a.journal_get(&id).unwrap().body,
+        "pushed once, edited twice"
+    );
+    server.stop().await.unwrap();
+}
+
+/// Snapshots follow weight, not only count: an entry whose few change envelopes outweigh a
+/// snapshot is compacted to one envelope; a lightly edited one is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_changes_outweigh_a_snapshot_is_compacted_on_the_server() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(dir_a.path(), &keystore(), &server.url);
+    a.register("weight-user", PASSWORD, "phone").await.unwrap();
+    let light = a.journal_create("Light", "one line").unwrap();
+    let heavy = a.journal_create("Heavy", "").unwrap();
+    // Eight edits of a ~1 KB entry, each pushed on its own like an app syncing as it goes.
+    for part in 0..8 {
+        a.journal_append_body(&heavy, &format!("part {part}: {}\n", "words ".repeat(20)))
+            .unwrap();
+        a.sync_once().await.unwrap();
+    }
+    let report = a.sync_once().await.unwrap();
+    let space = a.space().unwrap();
+    let heavy_live = server.state.store.live_ids(&space, &heavy).await.unwrap();
+    let light_live = server.state.store.live_ids(&space, &light).await.unwrap();
+    assert_eq!(
+        heavy_live.len(),
+        1,
+        "one snapshot replaced the heavy entry's envelopes"
+    );
+    assert_eq!(light_live.len(), 1, "the light entry kept its one change");
+    assert_eq!(report.snapshots, 0, "nothing more to compact: {report:?}");
+
+    let b = open(dir_b.path(), &keystore(), &server.url);
+    b.login("weight-user", PASSWORD, "laptop").await.unwrap();
+    b.sync_once().await.unwrap();
+    assert_eq!(
+        b.journal_get(&heavy).unwrap().body,
+        a.journal_get(&heavy).unwrap().body
+    );
+    assert_eq!(b.journal_get(&light).unwrap().body, "one line");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_sync_brings_another_devices_edit_without_asking() {
     let server_dir = tempfile::tempdir().unwrap();

@@ -162,10 +162,34 @@ pub(crate) struct CursorRecord {
 }
 
 /// The live envelopes of a document this device applied (or pushed and had acked): what a
-/// snapshot of it must cover.
+/// snapshot of it must cover, and what they weigh.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SeenRecord {
     pub live: Vec<(u64, EnvelopeId)>,
+    /// Sealed bytes of the last snapshot seen (0 before the first).
+    #[serde(default)]
+    pub snapshot_bytes: u64,
+    /// Sealed bytes of the change envelopes seen since that snapshot.
+    #[serde(default)]
+    pub change_bytes: u64,
+}
+
+/// A document's changes must weigh at least this much before its first snapshot: below it, a
+/// snapshot (a whole `save()`, padded to its bucket) is not smaller than what it replaces.
+pub(crate) const SNAPSHOT_MIN_CHANGE_BYTES: u64 = 2 * 1024;
+/// ... and a snapshot is made once this many envelopes are live, whatever they weigh: each one
+/// costs a fresh device a separate apply.
+pub(crate) const SNAPSHOT_AFTER_ENVELOPES: usize = 32;
+
+impl SeenRecord {
+    /// Whether a snapshot would now pay for itself: the changes since the last one outweigh it
+    /// (so uploads and storage stay within about twice the document's size), or too many
+    /// envelopes are live.
+    pub(crate) fn snapshot_due(&self) -> bool {
+        let by_size = self.live.len() >= 2
+            && self.change_bytes >= self.snapshot_bytes.max(SNAPSHOT_MIN_CHANGE_BYTES);
+        by_size || self.live.len() >= SNAPSHOT_AFTER_ENVELOPES
+    }
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> HavenResult<Vec<u8>> {
@@ -210,4 +234,48 @@ pub(crate) fn space_key(space: &SpaceId) -> Vec<u8> {
 /// The key of a document's records.
 pub(crate) fn doc_key(doc: &DocId) -> &[u8] {
     doc.as_ref()
+}
+
+#[cfg(test)]
+mod seen_record_tests {
+    use super::*;
+
+    fn record(changes: &[u64], snapshot: Option<u64>) -> SeenRecord {
+        let mut record = SeenRecord::default();
+        let mut seq = 0;
+        if let Some(bytes) = snapshot {
+            seq += 1;
+            record.live.push((seq, EnvelopeId::from([0; 32])));
+            record.snapshot_bytes = bytes;
+        }
+        for bytes in changes {
+            seq += 1;
+            let mut id = [0; 32];
+            id[..8].copy_from_slice(&seq.to_be_bytes());
+            record.live.push((seq, EnvelopeId::from(id)));
+            record.change_bytes += bytes;
+        }
+        record
+    }
+
+    #[test]
+    fn a_snapshot_is_due_once_the_changes_outweigh_it() {
+        // A new entry and one edit: a snapshot would not be smaller.
+        assert!(!record(&[1_300, 511], None).snapshot_due());
+        // An entry with eight small envelopes (W1's shape): 4 KB of changes.
+        assert!(record(&[511; 8], None).snapshot_due());
+        // One large envelope alone is its own snapshot already.
+        assert!(!record(&[40_000], None).snapshot_due());
+        // After a 20 KB snapshot, small edits wait until they weigh as much ...
+        assert!(!record(&[511; 30], Some(20_000)).snapshot_due());
+        assert!(record(&[700; 29], Some(20_000)).snapshot_due());
+        // ... unless so many are live that a fresh device would apply them one by one.
+        assert!(record(&[256; SNAPSHOT_AFTER_ENVELOPES], Some(1_000_000)).snapshot_due());
+    }
+
+    #[test]
+    fn records_written_before_the_weights_read_as_weightless() {
+        let old: SeenRecord = decode(br#"{"live":[]}"#, "seen envelopes").unwrap();
+        assert_eq!(old, SeenRecord::default());
+    }
 }

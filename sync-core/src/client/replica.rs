@@ -36,8 +36,6 @@ use crate::local_store::{LocalStore, Table, WriteBatch};
 const COMPACT_AFTER_CHANGES: usize = 32;
 /// ... or once their bytes pass this.
 const COMPACT_AFTER_BYTES: usize = 16 * 1024;
-/// A private document gets a snapshot once this many of its envelopes are live on the server.
-pub(crate) const SNAPSHOT_AFTER_ENVELOPES: usize = 32;
 /// The singletons every account has.
 pub(crate) const SINGLETONS: [DocType; 3] = [
     DocType::JournalIndex,
@@ -1166,21 +1164,29 @@ impl Replica {
                 pending.entry(*doc).or_insert(loaded)
             }
         };
+        if record.live.iter().any(|(_, live)| *live == envelope.id) {
+            return Ok(());
+        }
+        let sealed_bytes = envelope.body.0.len() as u64;
         match envelope.kind {
             // An accepted snapshot covered every live envelope of its document up to `upto_seq`:
-            // on the server, those are pruned.
+            // on the server, those are pruned. (Changes after `upto_seq`, rare, are forgotten by
+            // the weight count: it only decides when the next snapshot is worth making.)
             Kind::Snapshot => {
                 let upto = envelope.upto_seq.unwrap_or(0);
                 record.live.retain(|(live_seq, _)| *live_seq > upto);
+                record.snapshot_bytes = sealed_bytes;
+                record.change_bytes = 0;
             }
-            Kind::Tombstone => record.live.clear(),
-            Kind::Change => {}
+            Kind::Tombstone => {
+                record.live.clear();
+                record.change_bytes = 0;
+            }
+            Kind::Change => record.change_bytes = record.change_bytes.saturating_add(sealed_bytes),
         }
-        if !record.live.iter().any(|(_, live)| *live == envelope.id) {
-            record.live.push((seq, envelope.id));
-            record.live.sort_unstable();
-        }
-        let due = record.live.len() >= SNAPSHOT_AFTER_ENVELOPES;
+        record.live.push((seq, envelope.id));
+        record.live.sort_unstable();
+        let due = record.snapshot_due();
         if let Some(set) = self.snapshot_due.as_mut() {
             if due {
                 set.insert(*doc);
@@ -1189,6 +1195,21 @@ impl Replica {
             }
         }
         Ok(())
+    }
+
+    /// Whether this envelope, at `seq`, is among its document's live envelopes this device
+    /// already holds.
+    fn already_seen(
+        &self,
+        seq: u64,
+        envelope: &Envelope,
+        pending: &HashMap<DocId, SeenRecord>,
+    ) -> HavenResult<bool> {
+        let held = |record: &SeenRecord| record.live.contains(&(seq, envelope.id));
+        Ok(match pending.get(&envelope.doc) {
+            Some(record) => held(record),
+            None => held(&self.seen(&envelope.doc)?),
+        })
     }
 
     /// Writes the seen-envelope records noted with [`Replica::note_seen`], once per document.
@@ -1225,6 +1246,14 @@ impl Replica {
         in_order.sort_by_key(|item| item.seq);
         for item in in_order.iter().copied() {
             let envelope = &item.envelope;
+            // An envelope this device pushed (and had acked) or applied before, at this same
+            // place in the log, is already in its documents: the echo of its own pushes costs no
+            // decryption, parsing or apply. (Served again under another seq, it is a replay, and
+            // goes on to be refused and reported by its counter.)
+            if !space.is_public() && self.already_seen(item.seq, envelope, &seen_pending)? {
+                processed.insert(item.seq);
+                continue;
+            }
             if envelope.kind != Kind::Change
                 && let Some(changes) = queued.remove(&envelope.doc)
             {
@@ -1530,7 +1559,7 @@ impl Replica {
                     continue;
                 };
                 let seen: SeenRecord = records::decode(&value, "seen envelopes")?;
-                if seen.live.len() >= SNAPSHOT_AFTER_ENVELOPES {
+                if seen.snapshot_due() {
                     due.insert(DocId::from(doc));
                 }
             }
