@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use automerge::{AutoCommit, Change};
+use automerge::{AutoCommit, Change, ChangeHash};
 use ed25519_dalek::VerifyingKey;
 use haven_protocol::api::KeyBundle;
 use haven_protocol::{DeviceId, DocId, Envelope, EnvelopeId, Kind, SequencedEnvelope, SpaceId};
@@ -67,6 +67,13 @@ struct CachedDoc {
     /// Incremental saves since the compacted one, as stored in `DocumentChanges`.
     pending: Vec<u8>,
     pending_changes: usize,
+    /// The heads the store holds (compacted save plus pending): the next incremental save is
+    /// what came after them. Kept here rather than in automerge's own save cursor, which only
+    /// a full save or incremental save can set, i.e. encoding every change after each load.
+    saved_heads: Vec<ChangeHash>,
+    /// A pulled snapshot this document was loaded from while empty, with its heads: stored as
+    /// the compacted save as it is, when nothing changed since, instead of saving again.
+    loaded_snapshot: Option<(Vec<ChangeHash>, Vec<u8>)>,
 }
 
 /// What applying a page of pulled envelopes did.
@@ -436,10 +443,8 @@ impl Replica {
                     HavenError::Protocol(format!("a stored document does not load: {error}"))
                 })?;
             }
-            // Loading leaves the save cursor at the loaded state: later incremental saves hold
-            // only what is new.
-            let _ = doc.save_incremental();
             let doc_type = record.doc_type.as_deref().and_then(DocType::parse);
+            let saved_heads = doc.get_heads();
             self.docs.insert(
                 *id,
                 CachedDoc {
@@ -448,6 +453,8 @@ impl Replica {
                     doc_type,
                     pending,
                     pending_changes: 1,
+                    saved_heads,
+                    loaded_snapshot: None,
                 },
             );
         }
@@ -461,7 +468,7 @@ impl Replica {
         space: SpaceId,
         doc_type: Option<DocType>,
     ) -> HavenResult<&mut CachedDoc> {
-        let mut doc = match doc_type {
+        let doc = match doc_type {
             Some(kind) if kind.is_singleton() => {
                 let mut doc = genesis_doc(kind)?;
                 doc.set_actor(crate::documents::actor_for_device(&self.meta.device_id));
@@ -469,7 +476,6 @@ impl Replica {
             }
             _ => new_doc(&self.meta.device_id),
         };
-        let _ = doc.save_incremental();
         self.docs.insert(
             id,
             CachedDoc {
@@ -478,6 +484,8 @@ impl Replica {
                 doc_type,
                 pending: Vec::new(),
                 pending_changes: usize::MAX,
+                saved_heads: Vec::new(),
+                loaded_snapshot: None,
             },
         );
         self.docs
@@ -491,15 +499,26 @@ impl Replica {
         let Some(cached) = self.docs.get_mut(id) else {
             return Ok(());
         };
-        let incremental = cached.doc.save_incremental();
-        let compact = cached.pending_changes == usize::MAX
-            || cached.pending_changes >= COMPACT_AFTER_CHANGES
-            || cached.pending.len() + incremental.len() > COMPACT_AFTER_BYTES;
+        let compact_now =
+            cached.pending_changes == usize::MAX || cached.pending_changes >= COMPACT_AFTER_CHANGES;
+        // `save()` below moves the incremental cursor too; encoding the increment first would
+        // be thrown away (for a document a pull just created, it is every change).
+        let incremental = if compact_now {
+            Vec::new()
+        } else {
+            cached.doc.save_after(&cached.saved_heads)
+        };
+        let heads = cached.doc.get_heads();
+        let compact = compact_now || cached.pending.len() + incremental.len() > COMPACT_AFTER_BYTES;
         if compact {
+            let saved = match cached.loaded_snapshot.take() {
+                Some((loaded_heads, bytes)) if loaded_heads == heads => bytes,
+                _ => cached.doc.save(),
+            };
             let record = DocRecord {
                 space: cached.space,
                 doc_type: cached.doc_type.map(|kind| kind.as_str().to_owned()),
-                saved: cached.doc.save().into(),
+                saved: saved.into(),
             };
             records::put(batch, Table::Documents, doc_key(id), &record)?;
             batch.delete(Table::DocumentChanges, doc_key(id));
@@ -510,6 +529,7 @@ impl Replica {
             cached.pending_changes += 1;
             batch.put(Table::DocumentChanges, doc_key(id), &cached.pending);
         }
+        cached.saved_heads = heads;
         Ok(())
     }
 
@@ -616,6 +636,8 @@ impl Replica {
             doc_type,
             pending,
             pending_changes,
+            saved_heads,
+            loaded_snapshot,
         }) = self.docs.remove(id)
         else {
             return Ok(None);
@@ -632,6 +654,8 @@ impl Replica {
                 doc_type,
                 pending,
                 pending_changes,
+                saved_heads,
+                loaded_snapshot,
             },
         );
         Ok(Some(history))
@@ -699,6 +723,8 @@ impl Replica {
             doc_type,
             pending,
             pending_changes,
+            saved_heads,
+            loaded_snapshot,
         }) = self.docs.remove(&id)
         else {
             return Err(HavenError::NotFound {
@@ -721,6 +747,8 @@ impl Replica {
                 doc_type,
                 pending,
                 pending_changes,
+                saved_heads,
+                loaded_snapshot,
             },
         );
         result?;
@@ -758,6 +786,8 @@ impl Replica {
                 doc_type: Some(kind),
                 pending: Vec::new(),
                 pending_changes: usize::MAX,
+                saved_heads: Vec::new(),
+                loaded_snapshot: None,
             },
         );
         self.stage_outbox_changes(&space, &id, &changes, batch)?;
@@ -1451,8 +1481,12 @@ impl Replica {
                 let cached = self
                     .cached_or_create(envelope.doc, *space)
                     .map_err(|error| Skip::Bad(error.to_string()))?;
+                let was_empty = cached.doc.get_heads().is_empty();
                 crate::documents::untrusted::load_snapshot(&mut cached.doc, &payload)
                     .map_err(Skip::Bad)?;
+                if was_empty {
+                    cached.loaded_snapshot = Some((cached.doc.get_heads(), payload.to_vec()));
+                }
                 Ok(Applied::Changed)
             }
             Kind::Change => {

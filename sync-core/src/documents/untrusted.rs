@@ -9,7 +9,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use automerge::{AutoCommit, Change};
+use automerge::{AutoCommit, Change, ReadDoc as _};
 
 /// Loads a snapshot (`save()` bytes) into `doc`. The bytes are first decoded into a scratch
 /// document, where a decoder panic cannot leave `doc` half-changed; only bytes that load there
@@ -17,12 +17,21 @@ use automerge::{AutoCommit, Change};
 pub fn load_snapshot(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), String> {
     super::preflight::check_snapshot(bytes)
         .map_err(|reason| format!("the snapshot is refused: {reason}"))?;
+    // The scratch document is made like `doc` (text encoding, actor), so that when `doc` is
+    // still empty, as for every entry a fresh device downloads, it can simply take its place
+    // instead of decoding the bytes a second time.
+    let mut scratch =
+        AutoCommit::new_with_encoding(doc.text_encoding()).with_actor(doc.get_actor().clone());
     let trial = catch_unwind(AssertUnwindSafe(|| {
-        AutoCommit::new().load_incremental(bytes).map(|_| ())
+        scratch.load_incremental(bytes).map(|_| ())
     }));
     match trial {
         Err(_) => Err("the snapshot is malformed (the decoder failed)".into()),
         Ok(Err(error)) => Err(format!("the snapshot does not load: {error}")),
+        Ok(Ok(())) if doc.get_heads().is_empty() => {
+            *doc = scratch;
+            Ok(())
+        }
         Ok(Ok(())) => catch_unwind(AssertUnwindSafe(|| doc.load_incremental(bytes)))
             .map_err(|_| "the snapshot is malformed (the decoder failed)".to_string())?
             .map(|_| ())
@@ -62,6 +71,23 @@ mod tests {
         assert!(error.contains("bundle"), "{error}");
         assert_eq!(doc.get_heads(), heads);
         assert!(parse_change(&DECODER_PANIC).is_err());
+    }
+
+    #[test]
+    fn an_empty_document_takes_the_loaded_one_with_its_own_actor_and_encoding() {
+        let mut source = AutoCommit::new();
+        source.put(&ROOT, "title", "hello").unwrap();
+        let actor = automerge::ActorId::from([7u8; 16]);
+        // Not the default, so that a scratch document made without it would show.
+        let encoding = automerge::TextEncoding::GraphemeCluster;
+        let mut target = AutoCommit::new_with_encoding(encoding).with_actor(actor.clone());
+        load_snapshot(&mut target, &source.save()).unwrap();
+        assert_eq!(target.get_heads(), source.get_heads());
+        assert_eq!(target.get_actor(), &actor);
+        assert_eq!(target.text_encoding(), encoding);
+        target.put(&ROOT, "more", 1).unwrap();
+        let change = target.get_last_local_change().unwrap();
+        assert_eq!(change.actor_id(), &actor);
     }
 
     #[test]
