@@ -1234,12 +1234,19 @@ impl Replica {
         seq: u64,
         envelope: &Envelope,
         pending: &HashMap<DocId, SeenRecord>,
+        read: &mut HashMap<DocId, SeenRecord>,
     ) -> HavenResult<bool> {
         let held = |record: &SeenRecord| record.live.contains(&(seq, envelope.id));
-        Ok(match pending.get(&envelope.doc) {
-            Some(record) => held(record),
-            None => held(&self.seen(&envelope.doc)?),
-        })
+        if let Some(record) = pending.get(&envelope.doc) {
+            return Ok(held(record));
+        }
+        let record = match read.entry(envelope.doc) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(self.seen(&envelope.doc)?)
+            }
+        };
+        Ok(held(record))
     }
 
     /// Writes the seen-envelope records noted with [`Replica::note_seen`], once per document.
@@ -1268,6 +1275,8 @@ impl Replica {
         let mut processed: HashSet<u64> = HashSet::new();
         let mut touched: HashSet<DocId> = HashSet::new();
         let mut seen_pending: HashMap<DocId, SeenRecord> = HashMap::new();
+        // Records read only to recognise envelopes held already (not rewritten unless noted).
+        let mut seen_read: HashMap<DocId, SeenRecord> = HashMap::new();
         let deleted = self.deleted_entries()?;
         let mut queued: HashMap<DocId, Vec<Change>> = HashMap::new();
         // In log order, however the page arrived: whatever is applied before a stop (an unknown
@@ -1280,7 +1289,9 @@ impl Replica {
             // place in the log, is already in its documents: the echo of its own pushes costs no
             // decryption, parsing or apply. (Served again under another seq, it is a replay, and
             // goes on to be refused and reported by its counter.)
-            if !space.is_public() && self.already_seen(item.seq, envelope, &seen_pending)? {
+            if !space.is_public()
+                && self.already_seen(item.seq, envelope, &seen_pending, &mut seen_read)?
+            {
                 processed.insert(item.seq);
                 continue;
             }
@@ -1298,6 +1309,9 @@ impl Replica {
                     touched.insert(envelope.doc);
                     report.applied += 1;
                     if !space.is_public() {
+                        if let Some(record) = seen_read.remove(&envelope.doc) {
+                            seen_pending.entry(envelope.doc).or_insert(record);
+                        }
                         self.note_seen(&envelope.doc, item.seq, envelope, &mut seen_pending)?;
                     }
                 }
