@@ -272,9 +272,9 @@ fn rows() -> Vec<Row> {
             "",
         ),
         row(
-            "S1 storage after compaction (peer: settled after W1; Haven: after W2 + clean restart)",
+            "S1 storage after compaction (peer: settled after W1; Haven: after W2, a clean stop and `haven-server compact`)",
             Some("storageAfterW1.bytes"),
-            "storageAfterRestart.bytes",
+            "storageAfterCompact.bytes",
             Bytes,
             RatioAtLeast(2.0),
             "peer/Haven >= 2",

@@ -159,6 +159,12 @@ pub(crate) async fn run(
     // ----- S1 after a clean restart (SIGTERM: the server flushes; sled reopens its log) -----
     server.stop()?;
     let storage_after_restart = dir_usage(&data);
+    // What an operator runs in a maintenance window: `haven-server compact` (the same code).
+    // W3 then runs on the compacted directory, which shows it serves as before.
+    let compact_started = Instant::now();
+    let compacted = compact_when_unlocked(&data).await?;
+    let compact_ms = ms(compact_started.elapsed());
+    let storage_after_compact = dir_usage(&data);
     let server = ServerProc::start(server_cmd, &data)?;
     crate::register_pid(server.pid);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -198,6 +204,8 @@ pub(crate) async fn run(
         "snapshotsByFreshDevice": b_snapshots,
         "logAfterW2": log,
         "storageAfterRestart": storage_after_restart,
+        "storageAfterCompact": storage_after_compact,
+        "compact": { "ms": compact_ms, "pairs": compacted.pairs },
         "storageAfterReopen": storage_after_reopen,
         "storageEnd": storage_end,
     }))
@@ -620,4 +628,21 @@ async fn w3(cfg: &Config, a: &Device, b: &Device, id: DocId) -> anyhow::Result<V
         result["paced"]["p50Ms"], result["paced"]["p95Ms"], result["paced"]["p99Ms"]
     );
     Ok(result)
+}
+
+/// Runs `haven-server compact` on `data` once the stopped server's lock is gone (bounded).
+async fn compact_when_unlocked(
+    data: &Path,
+) -> anyhow::Result<haven_server::compact_cli::Compacted> {
+    let cache = haven_server::store::sled_kv::DEFAULT_CACHE_BYTES;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match haven_server::compact_cli::compact(data, cache, false) {
+            Ok(done) => return Ok(done),
+            Err(error) if format!("{error:#}").contains("in use") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(error.context("compacting the data directory")),
+        }
+    }
 }

@@ -27,6 +27,13 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Rewrite the sled data directory (--data) with only its live data, giving back the space
+    /// of deleted and rewritten pages (stop the server first).
+    Compact {
+        /// Keep the old directory as `<data>.before-compact` instead of deleting it.
+        #[arg(long)]
+        keep_old: bool,
+    },
     /// Copy a sled data directory into an empty PostgreSQL database (stop the server first).
     Migrate {
         /// The sled data directory.

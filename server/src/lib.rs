@@ -10,6 +10,7 @@ pub mod account_seal;
 pub mod app;
 pub mod auth;
 pub mod clock;
+pub mod compact_cli;
 pub mod config;
 pub mod error;
 pub mod group_commit;

@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Serve) => haven_server::server::serve(cli.serve).await,
         Some(Command::Keys { action }) => haven_server::keys_cli::run(&cli.serve, action).await,
+        Some(Command::Compact { keep_old }) => haven_server::compact_cli::run(&cli.serve, keep_old),
         Some(Command::Migrate { from, to }) => {
             haven_server::migrate_cli::run(&from, &to.0, &cli.serve).await
         }
