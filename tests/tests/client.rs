@@ -353,6 +353,61 @@ async fn an_entry_whose_changes_outweigh_a_snapshot_is_compacted_on_the_server()
     server.stop().await.unwrap();
 }
 
+/// A fresh device's pull is mostly snapshots, decoded ahead on several cores when a page holds
+/// enough of them (16; this test makes 40): every entry reads back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_device_loads_a_page_of_snapshots() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(dir_a.path(), &keystore(), &server.url);
+    a.register("many-snapshots", PASSWORD, "phone")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for entry in 0..40 {
+        let id = a.journal_create(&format!("Entry {entry}"), "").unwrap();
+        for part in 0..6 {
+            a.journal_append_body(&id, &format!("{entry}.{part} {}\n", "words ".repeat(15)))
+                .unwrap();
+        }
+        ids.push(id);
+    }
+    a.sync_once().await.unwrap();
+    let report = a.sync_once().await.unwrap();
+    assert_eq!(
+        report.snapshots, 0,
+        "all compacted in the first round: {report:?}"
+    );
+    let space = a.space().unwrap();
+    for id in &ids {
+        assert_eq!(
+            server.state.store.live_ids(&space, id).await.unwrap().len(),
+            1
+        );
+    }
+
+    let b = open(dir_b.path(), &keystore(), &server.url);
+    b.login("many-snapshots", PASSWORD, "laptop").await.unwrap();
+    let report = b.sync_once().await.unwrap();
+    assert!(report.skipped.is_empty(), "{report:?}");
+    for id in &ids {
+        let (mine, theirs) = (a.journal_get(id).unwrap(), b.journal_get(id).unwrap());
+        assert_eq!((mine.title, mine.body), (theirs.title, theirs.body));
+    }
+    // The loaded documents keep taking edits, which reach the first device.
+    b.journal_append_body(&ids[7], "from the laptop").unwrap();
+    b.sync_once().await.unwrap();
+    a.sync_once().await.unwrap();
+    assert!(
+        a.journal_get(&ids[7])
+            .unwrap()
+            .body
+            .ends_with("from the laptop")
+    );
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_sync_brings_another_devices_edit_without_asking() {
     let server_dir = tempfile::tempdir().unwrap();

@@ -76,6 +76,17 @@ struct CachedDoc {
     loaded_snapshot: Option<(Vec<ChangeHash>, Vec<u8>)>,
 }
 
+/// At most this many threads decode a page's snapshots ahead of applying it.
+const MAX_DECODE_THREADS: usize = 4;
+/// Below this many snapshots in a page, starting threads costs more than it saves.
+const MIN_SNAPSHOTS_TO_SPREAD: usize = 16;
+
+/// A pulled snapshot opened and loaded into a new document ahead of the in-order pass.
+struct DecodedSnapshot {
+    doc: AutoCommit,
+    payload: zeroize::Zeroizing<Vec<u8>>,
+}
+
 /// What applying a page of pulled envelopes did.
 #[derive(Debug, Default)]
 pub(crate) struct ApplyReport {
@@ -1283,6 +1294,11 @@ impl Replica {
         // epoch) is then exactly what the cursor moves past, so nothing is pulled twice.
         let mut in_order: Vec<&SequencedEnvelope> = page.iter().collect();
         in_order.sort_by_key(|item| item.seq);
+        let mut decoded = if space.is_public() {
+            HashMap::new()
+        } else {
+            self.decode_snapshots_ahead(space, &in_order, &deleted)
+        };
         for item in in_order.iter().copied() {
             let envelope = &item.envelope;
             // An envelope this device pushed (and had acked) or applied before, at this same
@@ -1301,7 +1317,7 @@ impl Replica {
                 // A snapshot or tombstone comes after the changes queued before it.
                 self.apply_queued(envelope.doc, *space, changes, &mut report);
             }
-            match self.apply_one(space, envelope, &deleted) {
+            match self.apply_one(space, envelope, &deleted, decoded.remove(&item.seq)) {
                 Ok(applied @ (Applied::Changed | Applied::Queued(_))) => {
                     if let Applied::Queued(changes) = applied {
                         queued.entry(envelope.doc).or_default().extend(changes);
@@ -1464,11 +1480,73 @@ impl Replica {
         }
     }
 
+    /// Opens and decodes the page's snapshots on several cores before the page is applied in
+    /// order: a fresh device's pull is mostly snapshots, each an Automerge load. Only successes
+    /// are returned; anything else is opened again in order, where it is reported (or, for an
+    /// unknown epoch, stops the page).
+    fn decode_snapshots_ahead(
+        &self,
+        space: &SpaceId,
+        page: &[&SequencedEnvelope],
+        deleted: &HashSet<DocId>,
+    ) -> HashMap<u64, DecodedSnapshot> {
+        let Some(keys) = self.keys.as_ref() else {
+            return HashMap::new();
+        };
+        let snapshots: Vec<&SequencedEnvelope> = page
+            .iter()
+            .copied()
+            .filter(|item| {
+                item.envelope.kind == Kind::Snapshot && !deleted.contains(&item.envelope.doc)
+            })
+            // This device's own snapshots coming back are skipped by the in-order pass.
+            .filter(|item| {
+                self.seen(&item.envelope.doc).map_or(true, |seen| {
+                    !seen.live.contains(&(item.seq, item.envelope.id))
+                })
+            })
+            .collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(MAX_DECODE_THREADS);
+        if workers < 2 || snapshots.len() < MIN_SNAPSHOTS_TO_SPREAD {
+            return HashMap::new();
+        }
+        let keyring = keys.bundle.epoch_keys();
+        let device = self.meta.device_id;
+        let share = snapshots.len().div_ceil(workers);
+        std::thread::scope(|scope| {
+            let running: Vec<_> = snapshots
+                .chunks(share)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .filter_map(|item| {
+                                let payload = open_private(keyring, space, &item.envelope).ok()?;
+                                let mut doc = new_doc(&device);
+                                crate::documents::untrusted::load_snapshot(&mut doc, &payload)
+                                    .ok()?;
+                                Some((item.seq, DecodedSnapshot { doc, payload }))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            // A worker that failed leaves its snapshots to the in-order pass.
+            running
+                .into_iter()
+                .filter_map(|worker| worker.join().ok())
+                .flatten()
+                .collect()
+        })
+    }
+
     fn apply_one(
         &mut self,
         space: &SpaceId,
         envelope: &Envelope,
         deleted: &HashSet<DocId>,
+        decoded: Option<DecodedSnapshot>,
     ) -> Result<Applied, Skip> {
         if space.is_public() {
             let change = verify_public_envelope(envelope, &self.pins)
@@ -1482,10 +1560,14 @@ impl Replica {
             .keys
             .as_ref()
             .ok_or_else(|| Skip::Bad("no account keys".into()))?;
-        let payload = match open_private(keys.bundle.epoch_keys(), space, envelope) {
-            Ok(payload) => payload,
-            Err(OpenError::UnknownEpoch { .. }) => return Err(Skip::UnknownEpoch),
-            Err(error) => return Err(Skip::Bad(error.to_string())),
+        let (payload, decoded_doc) = match decoded {
+            // Opened with the same keys ahead of this pass.
+            Some(DecodedSnapshot { doc, payload }) => (payload, Some(doc)),
+            None => match open_private(keys.bundle.epoch_keys(), space, envelope) {
+                Ok(payload) => (payload, None),
+                Err(OpenError::UnknownEpoch { .. }) => return Err(Skip::UnknownEpoch),
+                Err(error) => return Err(Skip::Bad(error.to_string())),
+            },
         };
         // Only now: the counter is authentic (it is in the AAD), so a forgery cannot spend it.
         self.admit_counter(space, envelope)?;
@@ -1496,8 +1578,13 @@ impl Replica {
                     .cached_or_create(envelope.doc, *space)
                     .map_err(|error| Skip::Bad(error.to_string()))?;
                 let was_empty = cached.doc.get_heads().is_empty();
-                crate::documents::untrusted::load_snapshot(&mut cached.doc, &payload)
-                    .map_err(Skip::Bad)?;
+                match decoded_doc {
+                    // Made like `cached_or_create` makes an empty document (same actor and
+                    // text encoding), so it can take its place.
+                    Some(doc) if was_empty => cached.doc = doc,
+                    _ => crate::documents::untrusted::load_snapshot(&mut cached.doc, &payload)
+                        .map_err(Skip::Bad)?,
+                }
                 if was_empty {
                     cached.loaded_snapshot = Some((cached.doc.get_heads(), payload.to_vec()));
                 }
