@@ -388,14 +388,13 @@ mod tests {
     use crate::store::fixtures::{account, device};
     use crate::store::kv::{KvBatch, KvEngine as _, keys as kv_keys};
     use crate::store::memory::MemoryStore;
-    use crate::store::sled_kv::SledStore;
 
     fn space(n: u8) -> SpaceId {
         SpaceId::Private(account(n).space_id)
     }
 
     fn sled(dir: &Path) -> Arc<dyn Store> {
-        Arc::new(SledStore::open(dir, 8 << 20).unwrap())
+        Arc::new(crate::store::fixtures::reopen_sled(dir))
     }
 
     async fn open(store: &Arc<dyn Store>, dir: &Path) -> Result<StorageKeys, StorageKeyError> {
@@ -569,7 +568,7 @@ mod tests {
         }
         // What the previous version wrote: raw 32-byte keys.
         {
-            let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+            let store = crate::store::fixtures::reopen_sled(dir.path());
             let mut batch = KvBatch::new();
             for n in [1, 2] {
                 batch.put(kv_keys::storage_key(&space(n)), vec![n; 32]);

@@ -36,3 +36,18 @@ pub(crate) fn device(n: u8) -> DeviceRecord {
         revoked: false,
     }
 }
+
+/// Opens the sled store of `dir`, waiting (bounded) while sled's threads of a handle the test
+/// dropped still hold its lock: sled 0.34 lets go of it a little after the `Db` is dropped.
+pub(crate) fn reopen_sled(dir: &std::path::Path) -> super::sled_kv::SledStore {
+    for _ in 0..500 {
+        match super::sled_kv::SledStore::open(dir, 8 << 20) {
+            Ok(store) => return store,
+            Err(error) if error.to_string().contains("in use") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+    panic!("{} stayed locked", dir.display());
+}

@@ -566,7 +566,7 @@ mod tests {
             sled.engine().apply(batch).unwrap();
             sled.flush().await.unwrap();
         }
-        let source = SledStore::open(dir.path(), 8 << 20).unwrap();
+        let source = crate::store::fixtures::reopen_sled(dir.path());
         let schema = fresh_schema(&url).await;
         let target = PgStore::connect_with(options_in(&url, &schema), PgSettings::default())
             .await
