@@ -76,7 +76,7 @@ pub fn compact(data: &Path, cache_bytes: u64, keep_old: bool) -> anyhow::Result<
             .with_context(|| format!("renaming the old directory to {}", kept.display()))?;
         sync_dir(parent(data)?)?;
     } else {
-        overwrite_master_keys(&staging);
+        crate::master_key::zero_copy_in(&staging);
         fs::remove_dir_all(&staging)
             .with_context(|| format!("deleting the old directory {}", staging.display()))?;
     }
@@ -117,21 +117,6 @@ fn copy_other_files(from: &Path, to: &Path) -> anyhow::Result<()> {
     sync_dir(to)
 }
 
-/// Best effort, like every replaced master-key file: zero it before the directory goes.
-fn overwrite_master_keys(dir: &Path) {
-    let path = dir.join(crate::master_key::FILE_NAME);
-    let Ok(length) = fs::metadata(&path).map(|metadata| metadata.len()) else {
-        return;
-    };
-    let zeros = vec![0u8; usize::try_from(length).unwrap_or(0)];
-    if let Err(error) = fs::write(&path, zeros)
-        .and_then(|()| fs::File::open(&path))
-        .and_then(|file| file.sync_all())
-    {
-        tracing::warn!(%error, "could not overwrite the old master-key file");
-    }
-}
-
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> anyhow::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
@@ -169,8 +154,7 @@ fn parent(path: &Path) -> anyhow::Result<&Path> {
 }
 
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::File::open(dir)
-        .and_then(|file| file.sync_all())
+    crate::master_key::sync_dir(dir)
         .with_context(|| format!("syncing the directory {}", dir.display()))
 }
 

@@ -479,6 +479,14 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), MasterKeyError> {
     Ok(())
 }
 
+/// Best effort, before a directory holding a copy of the master-key file is deleted
+/// (`haven-server compact`): overwrites that copy with zeros, like every replaced one.
+pub(crate) fn zero_copy_in(dir: &Path) {
+    if let Ok(mut file) = OpenOptions::new().write(true).open(dir.join(FILE_NAME)) {
+        zero_in_place(&mut file);
+    }
+}
+
 /// Best effort: overwrites the file's bytes with zeros and fsyncs. What a copy-on-write
 /// filesystem or an SSD keeps of the old blocks is out of reach (docs/PRIVACY.md).
 fn zero_in_place(file: &mut File) {
@@ -495,7 +503,7 @@ fn zero_in_place(file: &mut File) {
     }
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         File::open(dir)?.sync_all()
