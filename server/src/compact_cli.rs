@@ -179,6 +179,7 @@ mod tests {
 
     use super::*;
     use crate::store::kv::{KvBatch, KvEngine as _};
+    use crate::store::sled_kv::SledStore;
 
     const CACHE: u64 = 4 * 1024 * 1024;
 
@@ -191,7 +192,7 @@ mod tests {
             for i in 0..2_000u32 {
                 batch.put(format!("env/{i:06}").into_bytes(), vec![round; 600]);
             }
-            kv.apply(batch).unwrap();
+            kv.engine().apply(batch).unwrap();
         }
         let kv = open(dir);
         let mut batch = KvBatch::default();
@@ -200,7 +201,7 @@ mod tests {
                 batch.remove(format!("env/{i:06}").into_bytes());
             }
         }
-        kv.apply(batch).unwrap();
+        kv.engine().apply(batch).unwrap();
         drop(kv);
         let path = dir.join(crate::master_key::FILE_NAME);
         fs::write(&path, b"generation 1: not a real key").unwrap();
@@ -209,7 +210,7 @@ mod tests {
     }
 
     fn pairs(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-        open(dir).scan_prefix(b"").unwrap()
+        open(dir).engine().scan_prefix(b"").unwrap()
     }
 
     /// Compacts once sled's threads of the test's dropped handles let go of the directory.
@@ -226,18 +227,9 @@ mod tests {
         panic!("{} stayed locked", data.display());
     }
 
-    /// Opens `dir`, retrying (bounded) while sled's threads of a dropped handle let go of it.
-    fn open(dir: &Path) -> SledKv {
-        for _ in 0..500 {
-            match SledKv::open(dir, CACHE) {
-                Ok(kv) => return kv,
-                Err(error) if error.to_string().contains("in use") => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(error) => panic!("{error}"),
-            }
-        }
-        panic!("{} stayed locked", dir.display());
+    /// The store of `dir`, once sled's threads of a handle the test dropped let go of it.
+    fn open(dir: &Path) -> SledStore {
+        crate::store::fixtures::reopen_sled(dir)
     }
 
     #[test]

@@ -1297,7 +1297,7 @@ impl Replica {
         let mut decoded = if space.is_public() {
             HashMap::new()
         } else {
-            self.decode_snapshots_ahead(space, &in_order, &deleted)
+            self.decode_snapshots_ahead(space, &in_order, &deleted, &seen_pending, &mut seen_read)?
         };
         for item in in_order.iter().copied() {
             let envelope = &item.envelope;
@@ -1489,28 +1489,29 @@ impl Replica {
         space: &SpaceId,
         page: &[&SequencedEnvelope],
         deleted: &HashSet<DocId>,
-    ) -> HashMap<u64, DecodedSnapshot> {
-        let Some(keys) = self.keys.as_ref() else {
-            return HashMap::new();
-        };
-        let snapshots: Vec<&SequencedEnvelope> = page
-            .iter()
-            .copied()
-            .filter(|item| {
-                item.envelope.kind == Kind::Snapshot && !deleted.contains(&item.envelope.doc)
-            })
-            // This device's own snapshots coming back are skipped by the in-order pass.
-            .filter(|item| {
-                self.seen(&item.envelope.doc).map_or(true, |seen| {
-                    !seen.live.contains(&(item.seq, item.envelope.id))
-                })
-            })
-            .collect();
+        seen_pending: &HashMap<DocId, SeenRecord>,
+        seen_read: &mut HashMap<DocId, SeenRecord>,
+    ) -> HavenResult<HashMap<u64, DecodedSnapshot>> {
         let workers = std::thread::available_parallelism()
             .map_or(1, std::num::NonZero::get)
             .min(MAX_DECODE_THREADS);
-        if workers < 2 || snapshots.len() < MIN_SNAPSHOTS_TO_SPREAD {
-            return HashMap::new();
+        let Some(keys) = self.keys.as_ref().filter(|_| workers >= 2) else {
+            return Ok(HashMap::new());
+        };
+        let mut snapshots: Vec<&SequencedEnvelope> = Vec::new();
+        for item in page.iter().copied() {
+            let envelope = &item.envelope;
+            // This device's own snapshots coming back are skipped by the in-order pass (which
+            // finds their seen records read here).
+            if envelope.kind == Kind::Snapshot
+                && !deleted.contains(&envelope.doc)
+                && !self.already_seen(item.seq, envelope, seen_pending, seen_read)?
+            {
+                snapshots.push(item);
+            }
+        }
+        if snapshots.len() < MIN_SNAPSHOTS_TO_SPREAD {
+            return Ok(HashMap::new());
         }
         let keyring = keys.bundle.epoch_keys();
         let device = self.meta.device_id;
@@ -1533,11 +1534,11 @@ impl Replica {
                 })
                 .collect();
             // A worker that failed leaves its snapshots to the in-order pass.
-            running
+            Ok(running
                 .into_iter()
                 .filter_map(|worker| worker.join().ok())
                 .flatten()
-                .collect()
+                .collect())
         })
     }
 
