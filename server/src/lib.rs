@@ -14,6 +14,7 @@ pub mod compact_cli;
 pub mod config;
 pub mod error;
 pub mod group_commit;
+pub mod heap_trim;
 pub mod keys_cli;
 pub mod live_fanout;
 pub mod live_hub;

@@ -149,6 +149,9 @@ pub fn options_from_args(args: &ServeArgs) -> anyhow::Result<AppOptions> {
     })
 }
 
+/// How long without a request before the heap a burst freed is given back.
+const HEAP_TRIM_QUIET: Duration = Duration::from_millis(500);
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = options_from_args(&args)?;
@@ -197,6 +200,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         axum::serve(admin, crate::metrics::admin_router(metrics_handle)).await
     });
     let janitor = tokio::spawn(janitor(Arc::clone(&store), clock));
+    let heap_trim = tokio::spawn(crate::heap_trim::trim_after_bursts(HEAP_TRIM_QUIET));
     let rotations = args
         .rotates_master_key()
         .map_err(anyhow::Error::msg)?
@@ -215,6 +219,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     admin_task.abort();
     janitor.abort();
+    heap_trim.abort();
     // A rotation cut short is safe: the file keeps every generation until all keys moved.
     if let Some(rotations) = rotations {
         rotations.abort();

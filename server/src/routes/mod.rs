@@ -87,6 +87,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// Requests, latencies and statuses per route template (never the raw path: it holds ids).
 async fn record_metrics(request: Request, next: Next) -> Response {
+    crate::heap_trim::note_request();
     let route = request
         .extensions()
         .get::<MatchedPath>()
