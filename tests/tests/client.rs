@@ -386,6 +386,11 @@ async fn a_fresh_device_loads_a_page_of_snapshots() {
             1
         );
     }
+    // A change after a snapshot, in the same page: what was read from the snapshot alone (its
+    // summary) must not be what the list shows.
+    a.journal_set_title(&ids[3], "Renamed after its snapshot")
+        .unwrap();
+    a.sync_once().await.unwrap();
 
     let b = open(dir_b.path(), &keystore(), &server.url);
     b.login("many-snapshots", PASSWORD, "laptop").await.unwrap();
@@ -395,6 +400,13 @@ async fn a_fresh_device_loads_a_page_of_snapshots() {
         let (mine, theirs) = (a.journal_get(id).unwrap(), b.journal_get(id).unwrap());
         assert_eq!((mine.title, mine.body), (theirs.title, theirs.body));
     }
+    let listed = b.journal_list();
+    assert_eq!(listed, a.journal_list());
+    assert!(
+        listed
+            .iter()
+            .any(|entry| entry.id == ids[3] && entry.title == "Renamed after its snapshot")
+    );
     // The loaded documents keep taking edits, which reach the first device.
     b.journal_append_body(&ids[7], "from the laptop").unwrap();
     b.sync_once().await.unwrap();

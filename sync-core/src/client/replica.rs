@@ -85,6 +85,61 @@ const MIN_SNAPSHOTS_TO_SPREAD: usize = 16;
 struct DecodedSnapshot {
     doc: AutoCommit,
     payload: zeroize::Zeroizing<Vec<u8>>,
+    /// Its summary, read on the same thread (reading an entry's body is most of a summary).
+    summary: Option<SummaryAhead>,
+}
+
+/// A summary computed off the applying thread, valid for the document at `heads` only.
+struct SummaryAhead {
+    heads: Vec<ChangeHash>,
+    doc_type: Option<DocType>,
+    summary: Option<SummaryRecord>,
+}
+
+/// What the lists show of a document: its summary, if its type has one and it reads as that type.
+fn summarize(doc: &AutoCommit, doc_type: Option<DocType>) -> Option<SummaryRecord> {
+    match doc_type {
+        Some(DocType::JournalEntry) => {
+            match crate::documents::JournalEntry::hydrate(doc) {
+                Ok(entry) => Some(SummaryRecord::Journal {
+                    excerpt: entry.summary().excerpt,
+                    title: entry.title,
+                    mood: entry.mood,
+                    tags: entry.tags,
+                    created_at: entry.created_at,
+                    updated_at: entry.updated_at,
+                }),
+                // Still waiting for its creating change: no summary yet.
+                Err(_) => None,
+            }
+        }
+        Some(DocType::Article) => {
+            Article::hydrate(doc)
+                .ok()
+                .map(|article| SummaryRecord::Article {
+                    slug: article.slug,
+                    title: article.title,
+                    summary: article.summary,
+                    tags: article.tags,
+                    content_warnings: article.content_warnings,
+                    language: article.language,
+                    published_at: article.published_at,
+                    updated_at: article.updated_at,
+                    reading_minutes: article.reading_minutes,
+                })
+        }
+        Some(DocType::ResourceList) => {
+            ResourceList::hydrate(doc)
+                .ok()
+                .map(|list| SummaryRecord::ResourceList {
+                    count: u32::try_from(list.resources.len()).unwrap_or(u32::MAX),
+                    slug: list.slug,
+                    title: list.title,
+                    region: list.region,
+                })
+        }
+        _ => None,
+    }
 }
 
 /// What applying a page of pulled envelopes did.
@@ -569,48 +624,17 @@ impl Replica {
         if cached.doc_type.is_none() {
             cached.doc_type = doc_type(&cached.doc).ok();
         }
-        let summary = match cached.doc_type {
-            Some(DocType::JournalEntry) => {
-                match crate::documents::JournalEntry::hydrate(&cached.doc) {
-                    Ok(entry) => Some(SummaryRecord::Journal {
-                        excerpt: entry.summary().excerpt,
-                        title: entry.title,
-                        mood: entry.mood,
-                        tags: entry.tags,
-                        created_at: entry.created_at,
-                        updated_at: entry.updated_at,
-                    }),
-                    // Still waiting for its creating change: no summary yet.
-                    Err(_) => None,
-                }
-            }
-            Some(DocType::Article) => {
-                Article::hydrate(&cached.doc)
-                    .ok()
-                    .map(|article| SummaryRecord::Article {
-                        slug: article.slug,
-                        title: article.title,
-                        summary: article.summary,
-                        tags: article.tags,
-                        content_warnings: article.content_warnings,
-                        language: article.language,
-                        published_at: article.published_at,
-                        updated_at: article.updated_at,
-                        reading_minutes: article.reading_minutes,
-                    })
-            }
-            Some(DocType::ResourceList) => {
-                ResourceList::hydrate(&cached.doc)
-                    .ok()
-                    .map(|list| SummaryRecord::ResourceList {
-                        count: u32::try_from(list.resources.len()).unwrap_or(u32::MAX),
-                        slug: list.slug,
-                        title: list.title,
-                        region: list.region,
-                    })
-            }
-            _ => None,
-        };
+        let summary = summarize(&cached.doc, cached.doc_type);
+        self.put_summary(id, summary, batch)
+    }
+
+    /// Records a document's summary (or its absence) in the batch and in memory.
+    fn put_summary(
+        &mut self,
+        id: &DocId,
+        summary: Option<SummaryRecord>,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<()> {
         match summary {
             Some(summary) => {
                 records::put(batch, Table::Summaries, doc_key(id), &summary)?;
@@ -1290,6 +1314,7 @@ impl Replica {
         let mut seen_read: HashMap<DocId, SeenRecord> = HashMap::new();
         let deleted = self.deleted_entries()?;
         let mut queued: HashMap<DocId, Vec<Change>> = HashMap::new();
+        let mut summaries_ahead: HashMap<DocId, SummaryAhead> = HashMap::new();
         // In log order, however the page arrived: whatever is applied before a stop (an unknown
         // epoch) is then exactly what the cursor moves past, so nothing is pulled twice.
         let mut in_order: Vec<&SequencedEnvelope> = page.iter().collect();
@@ -1317,10 +1342,15 @@ impl Replica {
                 // A snapshot or tombstone comes after the changes queued before it.
                 self.apply_queued(envelope.doc, *space, changes, &mut report);
             }
-            match self.apply_one(space, envelope, &deleted, decoded.remove(&item.seq)) {
+            let mut ahead = decoded.remove(&item.seq);
+            let summary = ahead.as_mut().and_then(|decoded| decoded.summary.take());
+            match self.apply_one(space, envelope, &deleted, ahead) {
                 Ok(applied @ (Applied::Changed | Applied::Queued(_))) => {
                     if let Applied::Queued(changes) = applied {
                         queued.entry(envelope.doc).or_default().extend(changes);
+                    }
+                    if let Some(summary) = summary {
+                        summaries_ahead.insert(envelope.doc, summary);
                     }
                     touched.insert(envelope.doc);
                     report.applied += 1;
@@ -1368,8 +1398,19 @@ impl Replica {
             .last()
             .map(|item| (item.seq, item.envelope.id));
         for id in &touched {
+            // Same heads, same document: the summary read ahead is this one's.
+            let ahead = summaries_ahead.remove(id).and_then(|ahead| {
+                let cached = self.docs.get_mut(id)?;
+                (cached.doc.get_heads() == ahead.heads).then(|| {
+                    cached.doc_type = cached.doc_type.or(ahead.doc_type);
+                    ahead.summary
+                })
+            });
             self.stage_doc(id, batch)?;
-            self.stage_summary(id, batch)?;
+            match ahead {
+                Some(summary) => self.put_summary(id, summary, batch)?,
+                None => self.stage_summary(id, batch)?,
+            }
         }
         report.changed_docs = touched.into_iter().collect();
         // Deletions recorded in the index reach every device, even without the tombstone.
@@ -1527,7 +1568,20 @@ impl Replica {
                                 let mut doc = new_doc(&device);
                                 crate::documents::untrusted::load_snapshot(&mut doc, &payload)
                                     .ok()?;
-                                Some((item.seq, DecodedSnapshot { doc, payload }))
+                                let doc_type = doc_type(&doc).ok();
+                                let summary = Some(SummaryAhead {
+                                    heads: doc.get_heads(),
+                                    doc_type,
+                                    summary: summarize(&doc, doc_type),
+                                });
+                                Some((
+                                    item.seq,
+                                    DecodedSnapshot {
+                                        doc,
+                                        payload,
+                                        summary,
+                                    },
+                                ))
                             })
                             .collect::<Vec<_>>()
                     })
@@ -1563,7 +1617,7 @@ impl Replica {
             .ok_or_else(|| Skip::Bad("no account keys".into()))?;
         let (payload, decoded_doc) = match decoded {
             // Opened with the same keys ahead of this pass.
-            Some(DecodedSnapshot { doc, payload }) => (payload, Some(doc)),
+            Some(DecodedSnapshot { doc, payload, .. }) => (payload, Some(doc)),
             None => match open_private(keys.bundle.epoch_keys(), space, envelope) {
                 Ok(payload) => (payload, None),
                 Err(OpenError::UnknownEpoch { .. }) => return Err(Skip::UnknownEpoch),
