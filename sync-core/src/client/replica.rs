@@ -81,6 +81,17 @@ const MAX_DECODE_THREADS: usize = 4;
 /// Below this many snapshots in a page, starting threads costs more than it saves.
 const MIN_SNAPSHOTS_TO_SPREAD: usize = 16;
 
+/// How many threads decode snapshots ahead: asked of the system once (on Linux that reads
+/// cgroup files, which cost a live round a noticeable share of its time when asked every page).
+fn decode_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(MAX_DECODE_THREADS)
+    })
+}
+
 /// A pulled snapshot opened and loaded into a new document ahead of the in-order pass.
 struct DecodedSnapshot {
     doc: AutoCommit,
@@ -1533,9 +1544,7 @@ impl Replica {
         seen_pending: &HashMap<DocId, SeenRecord>,
         seen_read: &mut HashMap<DocId, SeenRecord>,
     ) -> HavenResult<HashMap<u64, DecodedSnapshot>> {
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(MAX_DECODE_THREADS);
+        let workers = decode_threads();
         let Some(keys) = self.keys.as_ref().filter(|_| workers >= 2) else {
             return Ok(HashMap::new());
         };
