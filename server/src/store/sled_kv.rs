@@ -5,8 +5,12 @@
 //! layer acknowledges envelopes only after a (group) flush. sled's own background flush still
 //! runs every 500 ms; it narrows the window, it does not replace the explicit flush.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
+use super::kv::keys::record_kind;
 use super::kv::{KvBatch, KvEngine, KvPair, KvStore};
 use super::{Durability, StoreError, StoreResult};
 
@@ -55,8 +59,7 @@ impl SledKv {
         let mut batch_bytes = 0usize;
         for pair in self.db.iter() {
             let (key, value) = pair.map_err(engine_error)?;
-            report.pairs += 1;
-            report.bytes += (key.len() + value.len()) as u64;
+            report.count(&key, &value);
             batch_bytes += key.len() + value.len();
             batch.insert(key, value);
             if batch_bytes >= COPY_BATCH_BYTES {
@@ -96,11 +99,33 @@ impl SledKv {
 const COPY_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// What [`SledKv::copy_into`] copied.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CopyReport {
     pub pairs: u64,
     /// Keys and values, without sled's own overhead.
     pub bytes: u64,
+    /// The same by record kind ([`record_kind`]), to see what a store's bytes are.
+    pub by_kind: BTreeMap<&'static str, KindTally>,
+}
+
+impl CopyReport {
+    fn count(&mut self, key: &[u8], value: &[u8]) {
+        self.pairs += 1;
+        self.bytes += (key.len() + value.len()) as u64;
+        let tally = self.by_kind.entry(record_kind(key)).or_default();
+        tally.pairs += 1;
+        tally.key_bytes += key.len() as u64;
+        tally.value_bytes += value.len() as u64;
+    }
+}
+
+/// Pairs and their bytes of one record kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KindTally {
+    pub pairs: u64,
+    pub key_bytes: u64,
+    pub value_bytes: u64,
 }
 
 /// sled refuses a second opener with an io error "could not acquire lock on …" (an exclusive
