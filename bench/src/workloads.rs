@@ -205,7 +205,7 @@ pub(crate) async fn run(
         "logAfterW2": log,
         "storageAfterRestart": storage_after_restart,
         "storageAfterCompact": storage_after_compact,
-        "compact": { "ms": compact_ms, "pairs": compacted.pairs },
+        "compact": { "ms": compact_ms, "pairs": compacted.pairs, "byKind": compacted.by_kind },
         "storageAfterReopen": storage_after_reopen,
         "storageEnd": storage_end,
     }))

@@ -7,18 +7,21 @@
 //! every instant the data directory is either the old one or the complete new one. The old one
 //! is then deleted (its master-key copy overwritten first), or kept with `--keep-old`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
 use crate::config::ServeArgs;
-use crate::store::sled_kv::SledKv;
+use crate::store::sled_kv::{KindTally, SledKv};
 
 /// What `compact` did, for the operator and the tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compacted {
     pub pairs: u64,
+    /// The live pairs by record kind.
+    pub by_kind: BTreeMap<&'static str, KindTally>,
     pub bytes_before: u64,
     pub bytes_after: u64,
 }
@@ -32,6 +35,12 @@ pub fn run(args: &ServeArgs, keep_old: bool) -> anyhow::Result<()> {
         done.bytes_before,
         done.bytes_after
     );
+    for (kind, tally) in &done.by_kind {
+        println!(
+            "  {kind}: {} pairs, {} key bytes, {} value bytes",
+            tally.pairs, tally.key_bytes, tally.value_bytes
+        );
+    }
     Ok(())
 }
 
@@ -57,7 +66,7 @@ pub fn compact(data: &Path, cache_bytes: u64, keep_old: bool) -> anyhow::Result<
         kept.display()
     );
     let bytes_before = tree_bytes(data)?;
-    let pairs = {
+    let report = {
         // Its lock also proves no server is writing to it.
         let source = SledKv::open(data, cache_bytes)
             .with_context(|| format!("opening the data directory {}", data.display()))?;
@@ -65,7 +74,7 @@ pub fn compact(data: &Path, cache_bytes: u64, keep_old: bool) -> anyhow::Result<
             .copy_into(&staging, cache_bytes)
             .with_context(|| format!("copying into {}", staging.display()))?;
         copy_other_files(data, &staging)?;
-        report.pairs
+        report
         // Both databases close here, before the swap.
     };
     exchange(data, &staging)?;
@@ -81,7 +90,8 @@ pub fn compact(data: &Path, cache_bytes: u64, keep_old: bool) -> anyhow::Result<
             .with_context(|| format!("deleting the old directory {}", staging.display()))?;
     }
     Ok(Compacted {
-        pairs,
+        pairs: report.pairs,
+        by_kind: report.by_kind,
         bytes_before,
         bytes_after: tree_bytes(data)?,
     })
@@ -240,6 +250,12 @@ mod tests {
         assert_eq!(live.len(), 200);
         let done = compact_when_free(&data, false);
         assert_eq!(done.pairs, 200);
+        let others = KindTally {
+            pairs: 200,
+            key_bytes: 200 * 10,
+            value_bytes: 200 * 600,
+        };
+        assert_eq!(done.by_kind, BTreeMap::from([("other", others)]));
         assert!(
             done.bytes_after * 2 < done.bytes_before,
             "{} -> {}",

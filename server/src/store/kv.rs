@@ -1218,6 +1218,45 @@ pub(crate) mod keys {
     pub(crate) fn live(space_id: &SpaceId, doc: &DocId, seq: u64) -> Vec<u8> {
         join(&[&live_doc(space_id, doc), &seq.to_be_bytes()])
     }
+
+    /// The kind of record `key` is, as the layout table names it (`l/S/e/` for every space's
+    /// envelopes), or `other`; for reports of what a store's bytes are.
+    pub(crate) fn record_kind(key: &[u8]) -> &'static str {
+        const ACCOUNT_SHAPED: [&str; 13] = [
+            "m/secret/",
+            "m/jwt/",
+            "m/ping",
+            "a/u/",
+            "a/n/",
+            "a/x/",
+            "d/",
+            "su/",
+            "s/",
+            "t/",
+            "k/",
+            "x/link/",
+            "x/rl/",
+        ];
+        const LOG_PARTS: [(&str, &str); 6] = [
+            ("h", "l/S/h"),
+            ("p", "l/S/p"),
+            ("e/", "l/S/e/"),
+            ("i/", "l/S/i/"),
+            ("d/", "l/S/d/"),
+            ("v/", "l/S/v/"),
+        ];
+        // `l/` ‖ space (17 bytes) ‖ `/` ‖ part.
+        if let Some(part) = key.strip_prefix(b"l/").and_then(|rest| rest.get(18..)) {
+            return LOG_PARTS
+                .iter()
+                .find(|(prefix, _)| part.starts_with(prefix.as_bytes()))
+                .map_or("other", |(_, kind)| kind);
+        }
+        ACCOUNT_SHAPED
+            .into_iter()
+            .find(|prefix| key.starts_with(prefix.as_bytes()))
+            .unwrap_or("other")
+    }
 }
 
 #[cfg(test)]
@@ -1249,6 +1288,32 @@ mod tests {
         // `s/` (sessions) and `su/` (their index) must not be prefixes of each other.
         let id = HexId([b'/'; 16]);
         assert!(!keys::user_sessions(&id).starts_with(b"s/"));
+    }
+
+    #[test]
+    fn record_kinds_name_the_layout_rows() {
+        let space = SpaceId::Private(HexId([b'/'; 16]));
+        let doc = DocId::from([b'i'; 16]);
+        let user = HexId([b'/'; 16]);
+        let kinds = [
+            (keys::envelope(&space, 7), "l/S/e/"),
+            (keys::id(&space, &EnvelopeId::from([b'e'; 32])), "l/S/i/"),
+            (keys::live(&space, &doc, 7), "l/S/v/"),
+            (keys::doc_state(&space, &doc), "l/S/d/"),
+            (keys::head(&SpaceId::Public), "l/S/h"),
+            (keys::epoch(&space), "l/S/p"),
+            (keys::storage_key(&space), "k/"),
+            (keys::account(&user), "a/u/"),
+            (keys::erased(&user), "a/x/"),
+            (keys::device(&user, &DeviceId::from([0; 16])), "d/"),
+            (keys::user_session(&user, &user), "su/"),
+            (keys::session(&user), "s/"),
+            (keys::secret("jwt"), "m/secret/"),
+            (b"env/1".to_vec(), "other"),
+        ];
+        for (key, kind) in kinds {
+            assert_eq!(keys::record_kind(&key), kind, "{key:?}");
+        }
     }
 
     #[test]
