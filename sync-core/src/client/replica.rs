@@ -774,7 +774,6 @@ impl Replica {
         self.stage_outbox_changes(&space, &id, &changes, batch)?;
         self.stage_doc(&id, batch)?;
         self.stage_summary(&id, batch)?;
-        self.stage_meta(batch)?;
         Ok(true)
     }
 
@@ -803,8 +802,7 @@ impl Replica {
         );
         self.stage_outbox_changes(&space, &id, &changes, batch)?;
         self.stage_doc(&id, batch)?;
-        self.stage_summary(&id, batch)?;
-        self.stage_meta(batch)
+        self.stage_summary(&id, batch)
     }
 
     /// Seals changes of one document into one envelope and puts it in the outbox.
@@ -1109,7 +1107,6 @@ impl Replica {
         self.stage_outbox_changes(&space, &id, &missing, batch)?;
         self.stage_doc(&id, batch)?;
         self.stage_summary(&id, batch)?;
-        self.stage_meta(batch)?;
         Ok(MergeOutcome::Merged)
     }
 
