@@ -593,14 +593,14 @@ impl Replica {
         }
         let summary = match cached.doc_type {
             Some(DocType::JournalEntry) => {
-                match crate::documents::JournalEntry::hydrate(&cached.doc) {
-                    Ok(entry) => Some(SummaryRecord::Journal {
-                        excerpt: entry.summary().excerpt,
-                        title: entry.title,
-                        mood: entry.mood,
-                        tags: entry.tags,
-                        created_at: entry.created_at,
-                        updated_at: entry.updated_at,
+                match crate::documents::JournalSummary::of(&cached.doc) {
+                    Ok(summary) => Some(SummaryRecord::Journal {
+                        excerpt: summary.excerpt,
+                        title: summary.title,
+                        mood: summary.mood,
+                        tags: summary.tags,
+                        created_at: summary.created_at,
+                        updated_at: summary.updated_at,
                     }),
                     // Still waiting for its creating change: no summary yet.
                     Err(_) => None,
