@@ -241,6 +241,42 @@ async fn reopening_a_profile_keeps_everything_and_wipe_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_profile_holds_every_edit_across_compactions() {
+    // Each edit stores its change as the document's increment, and every 32 the document is
+    // compacted: a restart must load exactly what was edited, history included.
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keystore();
+    let haven = open(dir.path(), &keys, &server.url);
+    haven
+        .register("increments-user", PASSWORD, "phone")
+        .await
+        .unwrap();
+    let id = haven.journal_create("Increments", "start").unwrap();
+    for edit in 0..70 {
+        haven
+            .journal_splice_body(&id, 0, 0, &format!("{edit} "))
+            .unwrap();
+        if edit % 9 == 0 {
+            haven
+                .journal_set_tags(&id, &[format!("tag-{edit}")])
+                .unwrap();
+        }
+    }
+    let entry = haven.journal_get(&id).unwrap();
+    let history = haven.journal_history(&id).unwrap();
+    assert_eq!(history.len(), 1 + 70 + 8);
+    haven.close().unwrap();
+
+    let haven = open(dir.path(), &keys, &server.url);
+    assert_eq!(haven.journal_get(&id).unwrap(), entry);
+    assert_eq!(haven.journal_history(&id).unwrap(), history);
+    haven.close().unwrap();
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_edits_are_snapshotted_and_a_new_device_loads_the_snapshot() {
     let server_dir = tempfile::tempdir().unwrap();
     let server = server_in(server_dir.path()).await;

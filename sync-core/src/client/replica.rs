@@ -111,14 +111,14 @@ struct SummaryAhead {
 fn summarize(doc: &AutoCommit, doc_type: Option<DocType>) -> Option<SummaryRecord> {
     match doc_type {
         Some(DocType::JournalEntry) => {
-            match crate::documents::JournalEntry::hydrate(doc) {
-                Ok(entry) => Some(SummaryRecord::Journal {
-                    excerpt: entry.summary().excerpt,
-                    title: entry.title,
-                    mood: entry.mood,
-                    tags: entry.tags,
-                    created_at: entry.created_at,
-                    updated_at: entry.updated_at,
+            match crate::documents::JournalSummary::of(doc) {
+                Ok(summary) => Some(SummaryRecord::Journal {
+                    excerpt: summary.excerpt,
+                    title: summary.title,
+                    mood: summary.mood,
+                    tags: summary.tags,
+                    created_at: summary.created_at,
+                    updated_at: summary.updated_at,
                 }),
                 // Still waiting for its creating change: no summary yet.
                 Err(_) => None,
@@ -573,6 +573,18 @@ impl Replica {
     /// Puts a document's new state into a batch: an incremental save appended to its pending
     /// changes, or a fresh compacted save when those grow large.
     fn stage_doc(&mut self, id: &DocId, batch: &mut WriteBatch) -> HavenResult<()> {
+        self.stage_doc_with(id, None, batch)
+    }
+
+    /// [`Replica::stage_doc`], given the changes the caller already collected since `after`
+    /// (a local edit): when the store holds exactly `after`, those changes are the increment,
+    /// and `save_after` would only collect and encode them a second time.
+    fn stage_doc_with(
+        &mut self,
+        id: &DocId,
+        collected: Option<(&[ChangeHash], &[Change])>,
+        batch: &mut WriteBatch,
+    ) -> HavenResult<()> {
         let Some(cached) = self.docs.get_mut(id) else {
             return Ok(());
         };
@@ -583,7 +595,17 @@ impl Replica {
         let incremental = if compact_now {
             Vec::new()
         } else {
-            cached.doc.save_after(&cached.saved_heads)
+            match collected {
+                Some((after, changes)) if same_heads(after, &cached.saved_heads) => {
+                    // What `save_after` returns: the changes' bytes, concatenated.
+                    changes
+                        .iter()
+                        .flat_map(Change::raw_bytes)
+                        .copied()
+                        .collect()
+                }
+                _ => cached.doc.save_after(&cached.saved_heads),
+            }
         };
         let heads = cached.doc.get_heads();
         let compact = compact_now || cached.pending.len() + incremental.len() > COMPACT_AFTER_BYTES;
@@ -807,9 +829,8 @@ impl Replica {
             return Ok(false);
         }
         self.stage_outbox_changes(&space, &id, &changes, batch)?;
-        self.stage_doc(&id, batch)?;
+        self.stage_doc_with(&id, Some((&before, &changes)), batch)?;
         self.stage_summary(&id, batch)?;
-        self.stage_meta(batch)?;
         Ok(true)
     }
 
@@ -838,8 +859,7 @@ impl Replica {
         );
         self.stage_outbox_changes(&space, &id, &changes, batch)?;
         self.stage_doc(&id, batch)?;
-        self.stage_summary(&id, batch)?;
-        self.stage_meta(batch)
+        self.stage_summary(&id, batch)
     }
 
     /// Seals changes of one document into one envelope and puts it in the outbox.
@@ -1144,7 +1164,6 @@ impl Replica {
         self.stage_outbox_changes(&space, &id, &missing, batch)?;
         self.stage_doc(&id, batch)?;
         self.stage_summary(&id, batch)?;
-        self.stage_meta(batch)?;
         Ok(MergeOutcome::Merged)
     }
 
@@ -1877,6 +1896,12 @@ enum Applied {
 enum Skip {
     UnknownEpoch,
     Bad(String),
+}
+
+/// Whether two head lists name the same changes (`get_heads` sorts, but stored lists need not
+/// be).
+fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
+    a.len() == b.len() && a.iter().all(|hash| b.contains(hash))
 }
 
 /// `u32 count ‖ (u32 len ‖ raw change)*`: the payload of a change envelope.

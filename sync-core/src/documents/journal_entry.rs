@@ -129,6 +129,45 @@ impl JournalEntry {
     }
 }
 
+impl JournalSummary {
+    /// The summary of the entry in `doc`, as `JournalEntry::hydrate(doc)?.summary()` gives it,
+    /// reading of the body only the characters the excerpt needs: it is recomputed after every
+    /// edit, and the whole body is most of what a hydrate reads.
+    pub fn of<D: ReadDoc>(doc: &D) -> Result<Self, DocumentError> {
+        let root = MapReader::root(doc);
+        fields::check_header(&root, JournalEntry::TYPE)?;
+        let body = root.text_id(BODY)?;
+        // A body of plain characters reads the same element by element; anything else before
+        // the cut (a mark, an embedded object) goes through `ReadDoc::text`, which decides how
+        // it shows.
+        let mut plain = true;
+        let elements = doc
+            .list_range(&body, ..)
+            .map_while(|item| match item.value {
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(text)) => Some(text),
+                _ => {
+                    plain = false;
+                    None
+                }
+            });
+        let mut excerpt = excerpt_of(
+            elements.flat_map(|text| text.chars().collect::<Vec<_>>()),
+            EXCERPT_CHARS,
+        );
+        if !plain {
+            excerpt = self::excerpt(&doc.text(&body)?, EXCERPT_CHARS);
+        }
+        Ok(Self {
+            title: root.text(TITLE)?,
+            excerpt,
+            mood: root.opt_str(MOOD)?,
+            tags: dedup(root.str_list(TAGS)?),
+            created_at: root.earliest_timestamp(CREATED_AT)?,
+            updated_at: root.latest_timestamp(UPDATED_AT)?,
+        })
+    }
+}
+
 impl DocHandle<JournalEntry> {
     /// A new entry, written as `device`, created at `now_ms`: one change holding the title, the
     /// body, no mood and no tags.
@@ -341,9 +380,14 @@ fn dedup(values: Vec<String>) -> Vec<String> {
 /// characters, cut so as not to strip a combining mark, variation selector or joiner from the
 /// character it belongs to (a cheap stand-in for grapheme segmentation).
 fn excerpt(text: &str, max: usize) -> String {
+    excerpt_of(text.chars(), max)
+}
+
+/// [`excerpt`] over the text's characters, read only as far as the excerpt needs.
+fn excerpt_of(text: impl Iterator<Item = char>, max: usize) -> String {
     let mut chars: Vec<char> = Vec::with_capacity(max + 1);
     let mut pending_space = false;
-    for c in text.chars() {
+    for c in text {
         if c.is_whitespace() {
             pending_space = !chars.is_empty();
             continue;
@@ -608,6 +652,39 @@ mod tests {
         assert_eq!(doc.reconcile(&value, T0 + 6).unwrap(), None);
         let loaded = JournalEntryDoc::load(&doc.doc_mut().save(), &device(2)).unwrap();
         assert_eq!(loaded.read().unwrap(), value);
+    }
+
+    #[test]
+    fn the_summary_read_from_the_document_is_the_hydrated_one() {
+        let bodies = [
+            String::new(),
+            "  \n ".to_owned(),
+            "short".to_owned(),
+            format!("  First   line\n\nsecond {}", "word ".repeat(400)),
+            format!("{}e\u{301} after", "x".repeat(EXCERPT_CHARS - 1)),
+            format!("{}{}", " \t".repeat(300), "late start ".repeat(30)),
+            "👩\u{200D}👧 ".repeat(100),
+        ];
+        for body in &bodies {
+            let mut doc = entry();
+            doc.set_body(body, T0 + 1).unwrap();
+            doc.splice_body(0, 0, "Oh. ", T0 + 2).unwrap();
+            let hydrated = doc.read().unwrap().summary();
+            assert_eq!(JournalSummary::of(doc.doc()).unwrap(), hydrated);
+        }
+        // A mark in the body (Haven writes none; another client may): the text path decides.
+        let mut doc = entry();
+        let body = MapReader::root(doc.doc()).text_id(BODY).unwrap();
+        doc.doc_mut()
+            .mark(
+                &body,
+                automerge::marks::Mark::new("bold".into(), true, 2, 6),
+                automerge::marks::ExpandMark::None,
+            )
+            .unwrap();
+        doc.doc_mut().commit();
+        let hydrated = doc.read().unwrap().summary();
+        assert_eq!(JournalSummary::of(doc.doc()).unwrap(), hydrated);
     }
 
     #[test]
