@@ -1343,6 +1343,9 @@ impl Replica {
         // Records read only to recognise envelopes held already (not rewritten unless noted).
         let mut seen_read: HashMap<DocId, SeenRecord> = HashMap::new();
         let deleted = self.deleted_entries()?;
+        if !space.is_public() {
+            self.load_snapshot_due()?;
+        }
         let mut queued: HashMap<DocId, Vec<Change>> = HashMap::new();
         let mut summaries_ahead: HashMap<DocId, SummaryAhead> = HashMap::new();
         // In log order, however the page arrived: whatever is applied before a stop (an unknown
@@ -1767,22 +1770,31 @@ impl Replica {
             .collect()
     }
 
+    /// Reads which documents are due a snapshot, once; `note_seen` keeps it current after that.
+    /// Done before a page is applied too: on a fresh device the table is then empty, where after
+    /// its first pull it would be a thousand records to decrypt.
+    fn load_snapshot_due(&mut self) -> HavenResult<()> {
+        if self.snapshot_due.is_some() {
+            return Ok(());
+        }
+        let mut due = HashSet::new();
+        for (key, value) in self.store.scan(Table::Seen)?.entries {
+            let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let seen: SeenRecord = records::decode(&value, "seen envelopes")?;
+            if seen.snapshot_due() {
+                due.insert(DocId::from(doc));
+            }
+        }
+        self.snapshot_due = Some(due);
+        Ok(())
+    }
+
     /// Private documents with many live envelopes and nothing of theirs waiting in the outbox:
     /// candidates for a snapshot.
     pub(crate) fn snapshot_candidates(&mut self) -> HavenResult<Vec<(DocId, SeenRecord)>> {
-        if self.snapshot_due.is_none() {
-            let mut due = HashSet::new();
-            for (key, value) in self.store.scan(Table::Seen)?.entries {
-                let Ok(doc) = <[u8; 16]>::try_from(key.as_slice()) else {
-                    continue;
-                };
-                let seen: SeenRecord = records::decode(&value, "seen envelopes")?;
-                if seen.snapshot_due() {
-                    due.insert(DocId::from(doc));
-                }
-            }
-            self.snapshot_due = Some(due);
-        }
+        self.load_snapshot_due()?;
         let waiting = self.outbox_docs()?;
         let due: Vec<DocId> = self
             .snapshot_due
