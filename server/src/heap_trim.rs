@@ -1,7 +1,7 @@
 //! Gives the heap a burst of requests freed back to the system once the server goes quiet.
 //!
 //! glibc keeps freed memory in per-thread arenas (tokio's workers, sled's I/O threads) instead of
-//! returning it: after one device uploaded a thousand entries, two thirds of the server's
+//! returning it: after one device uploaded a thousand entries, about half of the server's
 //! resident memory was free heap nobody would use until the next burst (BENCHMARKS.md, S1). On a
 //! small shared host that memory is better given back. `malloc_trim` walks and locks every arena,
 //! so it runs only when no request arrived for a whole period, once per burst, off the runtime's
