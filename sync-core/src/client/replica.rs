@@ -96,11 +96,10 @@ fn decode_threads() -> usize {
 struct DecodedSnapshot {
     doc: AutoCommit,
     payload: zeroize::Zeroizing<Vec<u8>>,
-    /// Its summary, read on the same thread (reading an entry's body is most of a summary).
-    summary: Option<SummaryAhead>,
 }
 
-/// A summary computed off the applying thread, valid for the document at `heads` only.
+/// A summary computed off the applying thread (reading an entry's body is most of a summary),
+/// valid for the document at `heads` only.
 struct SummaryAhead {
     heads: Vec<ChangeHash>,
     doc_type: Option<DocType>,
@@ -1375,8 +1374,7 @@ impl Replica {
                 // A snapshot or tombstone comes after the changes queued before it.
                 self.apply_queued(envelope.doc, *space, changes, &mut report);
             }
-            let mut ahead = decoded.remove(&item.seq);
-            let summary = ahead.as_mut().and_then(|decoded| decoded.summary.take());
+            let (ahead, summary) = decoded.remove(&item.seq).unzip();
             match self.apply_one(space, envelope, &deleted, ahead) {
                 Ok(applied @ (Applied::Changed | Applied::Queued(_))) => {
                     if let Applied::Queued(changes) = applied {
@@ -1565,7 +1563,7 @@ impl Replica {
         deleted: &HashSet<DocId>,
         seen_pending: &HashMap<DocId, SeenRecord>,
         seen_read: &mut HashMap<DocId, SeenRecord>,
-    ) -> HavenResult<HashMap<u64, DecodedSnapshot>> {
+    ) -> HavenResult<HashMap<u64, (DecodedSnapshot, SummaryAhead)>> {
         let workers = decode_threads();
         let Some(keys) = self.keys.as_ref().filter(|_| workers >= 2) else {
             return Ok(HashMap::new());
@@ -1600,19 +1598,12 @@ impl Replica {
                                 crate::documents::untrusted::load_snapshot(&mut doc, &payload)
                                     .ok()?;
                                 let doc_type = doc_type(&doc).ok();
-                                let summary = Some(SummaryAhead {
+                                let summary = SummaryAhead {
                                     heads: doc.get_heads(),
                                     doc_type,
                                     summary: summarize(&doc, doc_type),
-                                });
-                                Some((
-                                    item.seq,
-                                    DecodedSnapshot {
-                                        doc,
-                                        payload,
-                                        summary,
-                                    },
-                                ))
+                                };
+                                Some((item.seq, (DecodedSnapshot { doc, payload }, summary)))
                             })
                             .collect::<Vec<_>>()
                     })
@@ -1648,7 +1639,7 @@ impl Replica {
             .ok_or_else(|| Skip::Bad("no account keys".into()))?;
         let (payload, decoded_doc) = match decoded {
             // Opened with the same keys ahead of this pass.
-            Some(DecodedSnapshot { doc, payload, .. }) => (payload, Some(doc)),
+            Some(DecodedSnapshot { doc, payload }) => (payload, Some(doc)),
             None => match open_private(keys.bundle.epoch_keys(), space, envelope) {
                 Ok(payload) => (payload, None),
                 Err(OpenError::UnknownEpoch { .. }) => return Err(Skip::UnknownEpoch),
