@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use automerge::{AutoCommit, Change, ChangeHash};
 use ed25519_dalek::VerifyingKey;
@@ -1585,27 +1586,32 @@ impl Replica {
         }
         let keyring = keys.bundle.epoch_keys();
         let device = self.meta.device_id;
-        let share = snapshots.len().div_ceil(workers);
+        // Workers take the next snapshot from a shared cursor rather than a fixed half each: on
+        // a shared phone (or machine) one thread is often descheduled, and a fixed split then
+        // leaves the other core idle while the slow half finishes.
+        let next = AtomicUsize::new(0);
+        let decode = |item: &SequencedEnvelope| {
+            let payload = open_private(keyring, space, &item.envelope).ok()?;
+            let mut doc = new_doc(&device);
+            crate::documents::untrusted::load_snapshot(&mut doc, &payload).ok()?;
+            let doc_type = doc_type(&doc).ok();
+            let summary = SummaryAhead {
+                heads: doc.get_heads(),
+                doc_type,
+                summary: summarize(&doc, doc_type),
+            };
+            Some((item.seq, (DecodedSnapshot { doc, payload }, summary)))
+        };
         std::thread::scope(|scope| {
-            let running: Vec<_> = snapshots
-                .chunks(share)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .filter_map(|item| {
-                                let payload = open_private(keyring, space, &item.envelope).ok()?;
-                                let mut doc = new_doc(&device);
-                                crate::documents::untrusted::load_snapshot(&mut doc, &payload)
-                                    .ok()?;
-                                let doc_type = doc_type(&doc).ok();
-                                let summary = SummaryAhead {
-                                    heads: doc.get_heads(),
-                                    doc_type,
-                                    summary: summarize(&doc, doc_type),
-                                };
-                                Some((item.seq, (DecodedSnapshot { doc, payload }, summary)))
-                            })
-                            .collect::<Vec<_>>()
+            let running: Vec<_> = (0..workers.min(snapshots.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut decoded = Vec::new();
+                        // Bounded: each pass takes a distinct index below `snapshots.len()`.
+                        while let Some(item) = snapshots.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            decoded.extend(decode(item));
+                        }
+                        decoded
                     })
                 })
                 .collect();
