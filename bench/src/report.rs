@@ -280,6 +280,14 @@ fn rows() -> Vec<Row> {
             "peer/Haven >= 2",
         ),
         row(
+            "S1 floor: Automerge's compacted save() of the same entries, summed (Haven run; unencrypted, unpadded)",
+            None,
+            "automergeW1.compactedSaveBytes",
+            Bytes,
+            Target::None,
+            "",
+        ),
+        row(
             "S1 storage after W1, allocated blocks",
             Some("storageAfterW1.blocksBytes"),
             "storageAfterW1.blocksBytes",

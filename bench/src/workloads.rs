@@ -61,6 +61,10 @@ struct AutomergeW1 {
     /// The same with the incremental save of every change (what an app persisting each change
     /// to disk also pays).
     with_save_cpu_ms: f64,
+    /// The compacted `save()` of every finished entry, summed: what any store keeping these
+    /// documents with their history holds at least, before encryption and padding (the floor
+    /// of S1 storage; the peer's settled storage is about this).
+    compacted_save_bytes: usize,
 }
 
 pub(crate) async fn run(
@@ -292,10 +296,19 @@ async fn settle(dir: &Path) -> DirUsage {
 }
 
 fn automerge_w1(plans: &[EntryPlan]) -> anyhow::Result<AutomergeW1> {
-    let run = |save: bool| -> anyhow::Result<(Duration, Duration, usize, usize)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Saves {
+        /// Only the changes' bytes, as a sync needs.
+        None,
+        /// An incremental save after every change.
+        EveryChange,
+        /// One compacted save of each finished entry (its bytes are the count; not timed).
+        Compacted,
+    }
+    let run = |saves: Saves| -> anyhow::Result<(Duration, Duration, usize, usize)> {
         let cpu = procfs::thread_cpu();
         let wall = Instant::now();
-        let (mut changes, mut bytes) = (0, 0);
+        let (mut changes, mut bytes, mut compacted) = (0, 0, 0);
         let base = 1_735_689_600_000_i64; // 2025-01-01, as the peer
         for (i, plan) in plans.iter().enumerate() {
             let created = base + i64::try_from(i)? * 60_000;
@@ -318,7 +331,7 @@ fn automerge_w1(plans: &[EntryPlan]) -> anyhow::Result<AutomergeW1> {
                     changes += 1;
                     bytes += change.raw_bytes().len();
                 }
-                if save {
+                if saves == Saves::EveryChange {
                     bytes += doc.save_incremental().len();
                 }
             };
@@ -338,17 +351,27 @@ fn automerge_w1(plans: &[EntryPlan]) -> anyhow::Result<AutomergeW1> {
                 }
                 emit(&mut doc);
             }
+            if saves == Saves::Compacted {
+                compacted += doc.save().len();
+            }
         }
+        let bytes = if saves == Saves::Compacted {
+            compacted
+        } else {
+            bytes
+        };
         Ok((procfs::thread_cpu() - cpu, wall.elapsed(), changes, bytes))
     };
-    let (cpu, wall, changes, change_bytes) = run(false)?;
-    let (save_cpu, _, _, _) = run(true)?;
+    let (cpu, wall, changes, change_bytes) = run(Saves::None)?;
+    let (save_cpu, _, _, _) = run(Saves::EveryChange)?;
+    let (_, _, _, compacted_save_bytes) = run(Saves::Compacted)?;
     Ok(AutomergeW1 {
         cpu_ms: ms(cpu),
         wall_ms: ms(wall),
         changes,
         change_bytes,
         with_save_cpu_ms: ms(save_cpu),
+        compacted_save_bytes,
     })
 }
 
