@@ -192,6 +192,14 @@ fn rows() -> Vec<Row> {
             "peer/Haven >= 8",
         ),
         row(
+            "W2 floor: Automerge alone loading the same entries' compacted saves, 1 thread, CPU (Haven run)",
+            None,
+            "automergeW1.loadCompactedCpuMs",
+            Ms,
+            Target::None,
+            "",
+        ),
+        row(
             "W2 log-in incl. key derivation (before the clock)",
             None,
             "w2.loginMs",

@@ -65,6 +65,8 @@ struct AutomergeW1 {
     /// documents with their history holds at least, before encryption and padding (the floor
     /// of S1 storage; the peer's settled storage is about this).
     compacted_save_bytes: usize,
+    /// Loading each of those saves (`AutoCommit::load`), one thread: W2's Automerge floor.
+    load_compacted_cpu_ms: f64,
 }
 
 pub(crate) async fn run(
@@ -302,13 +304,14 @@ fn automerge_w1(plans: &[EntryPlan]) -> anyhow::Result<AutomergeW1> {
         None,
         /// An incremental save after every change.
         EveryChange,
-        /// One compacted save of each finished entry (its bytes are the count; not timed).
+        /// One compacted save of each finished entry, kept (not timed).
         Compacted,
     }
-    let run = |saves: Saves| -> anyhow::Result<(Duration, Duration, usize, usize)> {
+    let mut compacted = Vec::new();
+    let mut run = |saves: Saves| -> anyhow::Result<(Duration, Duration, usize, usize)> {
         let cpu = procfs::thread_cpu();
         let wall = Instant::now();
-        let (mut changes, mut bytes, mut compacted) = (0, 0, 0);
+        let (mut changes, mut bytes) = (0, 0);
         let base = 1_735_689_600_000_i64; // 2025-01-01, as the peer
         for (i, plan) in plans.iter().enumerate() {
             let created = base + i64::try_from(i)? * 60_000;
@@ -352,26 +355,27 @@ fn automerge_w1(plans: &[EntryPlan]) -> anyhow::Result<AutomergeW1> {
                 emit(&mut doc);
             }
             if saves == Saves::Compacted {
-                compacted += doc.save().len();
+                compacted.push(doc.save());
             }
         }
-        let bytes = if saves == Saves::Compacted {
-            compacted
-        } else {
-            bytes
-        };
         Ok((procfs::thread_cpu() - cpu, wall.elapsed(), changes, bytes))
     };
     let (cpu, wall, changes, change_bytes) = run(Saves::None)?;
     let (save_cpu, _, _, _) = run(Saves::EveryChange)?;
-    let (_, _, _, compacted_save_bytes) = run(Saves::Compacted)?;
+    run(Saves::Compacted)?;
+    let load_cpu = procfs::thread_cpu();
+    for save in &compacted {
+        AutoCommit::load(save)?;
+    }
+    let load_cpu = procfs::thread_cpu() - load_cpu;
     Ok(AutomergeW1 {
         cpu_ms: ms(cpu),
         wall_ms: ms(wall),
         changes,
         change_bytes,
         with_save_cpu_ms: ms(save_cpu),
-        compacted_save_bytes,
+        compacted_save_bytes: compacted.iter().map(Vec::len).sum(),
+        load_compacted_cpu_ms: ms(load_cpu),
     })
 }
 
