@@ -175,17 +175,19 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
     pub(crate) fn str_list(&self, key: &str) -> Result<Vec<String>, DocumentError> {
         let list = self.object(key, ObjType::List, "a list")?;
         let path = self.field(key);
-        (0..self.doc.length(&list))
-            .map(|index| match self.doc.get(&list, index)? {
-                Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
+        // One walk of the list: a `get` per index seeks from the start each time.
+        self.doc
+            .list_range(&list, ..)
+            .map(|item| match Value::from(item.value) {
+                Value::Scalar(scalar) => match scalar.as_ref() {
                     ScalarValue::Str(text) => Ok(text.to_string()),
                     _ => Err(DocumentError::WrongType {
-                        field: format!("{path}[{index}]"),
+                        field: format!("{path}[{}]", item.index),
                         expected: "a string",
                     }),
                 },
-                _ => Err(DocumentError::WrongType {
-                    field: format!("{path}[{index}]"),
+                Value::Object(_) => Err(DocumentError::WrongType {
+                    field: format!("{path}[{}]", item.index),
                     expected: "a string",
                 }),
             })
