@@ -5,7 +5,9 @@
 //! still an operation: skipping it is what makes republishing unchanged content a no-op.
 
 use automerge::transaction::Transactable;
-use automerge::{AutomergeError, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{
+    AutomergeError, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef,
+};
 
 use super::{DocType, DocumentError, SCHEMA_VERSION};
 
@@ -17,6 +19,16 @@ pub(crate) struct MapReader<'a, D> {
     doc: &'a D,
     obj: ObjId,
     path: String,
+    /// The map's visible entries, read in one walk (see [`MapReader::root_walked`]).
+    walked: Option<Vec<WalkedEntry>>,
+}
+
+/// One key of a walked map: its winning value, that value's id, and whether others conflict.
+struct WalkedEntry {
+    key: String,
+    value: Value<'static>,
+    id: ObjId,
+    conflict: bool,
 }
 
 impl<'a, D: ReadDoc> MapReader<'a, D> {
@@ -25,6 +37,37 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
             doc,
             obj: ROOT,
             path: String::new(),
+            walked: None,
+        }
+    }
+
+    /// The root map, its keys read in one walk: for a reader that takes most of a small root
+    /// (a journal entry's, about ten keys), where a seek per field costs more. Not for maps
+    /// with many keys of which a reader needs a few.
+    pub(crate) fn root_walked(doc: &'a D) -> Self {
+        let walked = doc
+            .map_range(ROOT, ..)
+            .map(|item| WalkedEntry {
+                id: item.id(),
+                key: item.key.into_owned(),
+                value: Value::from(item.value),
+                conflict: item.conflict,
+            })
+            .collect();
+        Self {
+            walked: Some(walked),
+            ..Self::root(doc)
+        }
+    }
+
+    /// The winning value under `key` and its id.
+    fn lookup(&self, key: &str) -> Result<Option<(Value<'a>, ObjId)>, DocumentError> {
+        match &self.walked {
+            Some(walked) => Ok(walked
+                .iter()
+                .find(|entry| entry.key == key)
+                .map(|entry| (entry.value.clone(), entry.id.clone()))),
+            None => Ok(self.doc.get(&self.obj, key)?),
         }
     }
 
@@ -34,6 +77,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
             doc,
             obj,
             path: path.to_owned(),
+            walked: None,
         }
     }
 
@@ -47,7 +91,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
     }
 
     fn get(&self, key: &str) -> Result<Option<Value<'a>>, DocumentError> {
-        Ok(self.doc.get(&self.obj, key)?.map(|(value, _)| value))
+        Ok(self.lookup(key)?.map(|(value, _)| value))
     }
 
     fn scalar(&self, key: &str, expected: &'static str) -> Result<ScalarValue, DocumentError> {
@@ -125,7 +169,14 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
     /// decided by op id, not by time) resolve them with [`Self::latest_timestamp`] or
     /// [`Self::earliest_timestamp`].
     fn timestamps(&self, key: &str) -> Result<Vec<i64>, DocumentError> {
-        let values = self.doc.get_all(&self.obj, key)?;
+        let walked = self.walked.as_ref().and_then(|walked| {
+            let entry = walked.iter().find(|entry| entry.key == key)?;
+            (!entry.conflict).then(|| vec![(entry.value.clone(), entry.id.clone())])
+        });
+        let values = match walked {
+            Some(values) => values,
+            None => self.doc.get_all(&self.obj, key)?,
+        };
         if values.is_empty() {
             return Err(DocumentError::Missing {
                 field: self.field(key),
@@ -178,15 +229,9 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
         // One walk of the list: a `get` per index seeks from the start each time.
         self.doc
             .list_range(&list, ..)
-            .map(|item| match Value::from(item.value) {
-                Value::Scalar(scalar) => match scalar.as_ref() {
-                    ScalarValue::Str(text) => Ok(text.to_string()),
-                    _ => Err(DocumentError::WrongType {
-                        field: format!("{path}[{}]", item.index),
-                        expected: "a string",
-                    }),
-                },
-                Value::Object(_) => Err(DocumentError::WrongType {
+            .map(|item| match item.value {
+                ValueRef::Scalar(ScalarValueRef::Str(text)) => Ok(text.to_string()),
+                _ => Err(DocumentError::WrongType {
                     field: format!("{path}[{}]", item.index),
                     expected: "a string",
                 }),
@@ -201,6 +246,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
             doc: self.doc,
             obj,
             path: self.field(key),
+            walked: None,
         })
     }
 
@@ -221,6 +267,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
                     doc: self.doc,
                     obj,
                     path: self.field(key),
+                    walked: None,
                 }),
                 _ => Err(self.wrong_type(key, "a map")),
             })
@@ -231,15 +278,17 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
     pub(crate) fn list_of_maps(&self, key: &str) -> Result<Vec<Self>, DocumentError> {
         let list = self.object(key, ObjType::List, "a list")?;
         let path = self.field(key);
-        (0..self.doc.length(&list))
-            .map(|index| match self.doc.get(&list, index)? {
-                Some((Value::Object(ObjType::Map), obj)) => Ok(Self {
+        self.doc
+            .list_range(&list, ..)
+            .map(|item| match item.value {
+                ValueRef::Object(ObjType::Map) => Ok(Self {
                     doc: self.doc,
-                    obj,
-                    path: format!("{path}[{index}]"),
+                    obj: item.id(),
+                    path: format!("{path}[{}]", item.index),
+                    walked: None,
                 }),
                 _ => Err(DocumentError::WrongType {
-                    field: format!("{path}[{index}]"),
+                    field: format!("{path}[{}]", item.index),
                     expected: "a map",
                 }),
             })
@@ -257,7 +306,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
         obj_type: ObjType,
         expected: &'static str,
     ) -> Result<ObjId, DocumentError> {
-        match self.doc.get(&self.obj, key)? {
+        match self.lookup(key)? {
             Some((Value::Object(found), id)) if found == obj_type => Ok(id),
             Some(_) => Err(self.wrong_type(key, expected)),
             None => Err(DocumentError::Missing {

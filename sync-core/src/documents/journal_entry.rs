@@ -88,7 +88,7 @@ impl Document for JournalEntry {
     const TYPE: DocType = DocType::JournalEntry;
 
     fn hydrate<D: ReadDoc>(doc: &D) -> Result<Self, DocumentError> {
-        let root = MapReader::root(doc);
+        let root = MapReader::root_walked(doc);
         fields::check_header(&root, Self::TYPE)?;
         Ok(Self {
             title: root.text(TITLE)?,
@@ -134,7 +134,7 @@ impl JournalSummary {
     /// reading of the body only the characters the excerpt needs: it is recomputed after every
     /// edit, and the whole body is most of what a hydrate reads.
     pub fn of<D: ReadDoc>(doc: &D) -> Result<Self, DocumentError> {
-        let root = MapReader::root(doc);
+        let root = MapReader::root_walked(doc);
         fields::check_header(&root, JournalEntry::TYPE)?;
         let body = root.text_id(BODY)?;
         // A body of plain characters reads the same element by element; anything else before
@@ -826,6 +826,51 @@ mod tests {
         b.append_body("!", T0 + 2).unwrap();
         exchange(&mut a, &mut b);
         assert_eq!(a.read().unwrap().body, "done!");
+    }
+
+    /// The entry read field by field, each with its own seek: what `hydrate` read before it
+    /// walked the root once.
+    fn read_field_by_field(doc: &AutoCommit) -> JournalEntry {
+        let root = MapReader::root(doc);
+        fields::check_header(&root, JournalEntry::TYPE).unwrap();
+        JournalEntry {
+            title: root.text(TITLE).unwrap(),
+            body: root.text(BODY).unwrap(),
+            mood: root.opt_str(MOOD).unwrap(),
+            tags: dedup(root.str_list(TAGS).unwrap()),
+            created_at: root.earliest_timestamp(CREATED_AT).unwrap(),
+            updated_at: root.latest_timestamp(UPDATED_AT).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_walked_root_reads_like_a_seek_per_field_with_conflicts() {
+        let mut a = entry();
+        a.set_tags(&["sleep".to_owned()], T0 + 1).unwrap();
+        let mut b = copy_on(&mut a, 2);
+        // Concurrent writes of the same keys: mood and both timestamps conflict after merging.
+        a.set_mood(Some("tired"), T0 + 9).unwrap();
+        a.append_body(" Then the dog woke me.", T0 + 9).unwrap();
+        b.set_mood(Some("hopeful"), T0 + 4).unwrap();
+        b.set_tags(&["sleep".to_owned(), "dog".to_owned()], T0 + 4)
+            .unwrap();
+        let from_b = b.doc_mut().get_changes(&[]);
+        a.doc_mut().apply_changes(from_b).unwrap();
+        let conflicts = a.doc_mut().get_all(ROOT, UPDATED_AT).unwrap().len();
+        assert_eq!(conflicts, 2, "the test needs a conflicting timestamp");
+        let walked = a.read().unwrap();
+        assert_eq!(walked, read_field_by_field(a.doc_mut()));
+        assert_eq!(walked.updated_at, T0 + 9);
+        let summary = JournalSummary::of(a.doc_mut()).unwrap();
+        assert_eq!(
+            (
+                summary.title,
+                summary.mood,
+                summary.tags,
+                summary.updated_at
+            ),
+            (walked.title, walked.mood, walked.tags, walked.updated_at)
+        );
     }
 
     #[test]
