@@ -89,6 +89,10 @@ pub struct ChaosRemote {
     pushed: Mutex<Vec<Envelope>>,
     /// Answer every call with `account_erased`, and invent an erasure notice.
     claims_erasure: AtomicBool,
+    /// Pushes and pulls in the order they were asked for, e.g. `push journal`, `pull public`.
+    calls: Mutex<Vec<String>>,
+    /// Answer pushes as if the network dropped them (nothing reaches the server).
+    pushes_fail: AtomicBool,
 }
 
 impl ChaosRemote {
@@ -112,7 +116,37 @@ impl ChaosRemote {
             replayed: std::sync::atomic::AtomicUsize::new(0),
             pushed: Mutex::new(Vec::new()),
             claims_erasure: AtomicBool::new(false),
+            calls: Mutex::new(Vec::new()),
+            pushes_fail: AtomicBool::new(false),
         }
+    }
+
+    /// The pushes and pulls asked for since the last call of this, in order, as `push S` and
+    /// `pull S` with S the space's name (`public`, or `private` for an account's log).
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .calls
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    /// From now on, pushes fail as if the network dropped them; pulls still go through.
+    pub fn fail_pushes(&self, fail: bool) {
+        self.pushes_fail.store(fail, Ordering::SeqCst);
+    }
+
+    fn log_call(&self, call: &str, space: &SpaceId) {
+        let space = if space.is_public() {
+            "public"
+        } else {
+            "private"
+        };
+        self.calls
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(format!("{call} {space}"));
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -298,6 +332,12 @@ impl ServerApi for ChaosRemote {
         space: &SpaceId,
         changes: &[Envelope],
     ) -> Result<PushResponse, RemoteError> {
+        self.log_call("push", space);
+        if self.pushes_fail.load(Ordering::SeqCst) {
+            return Err(RemoteError::Network {
+                reason: "pushes fail (test switch)".into(),
+            });
+        }
         self.pushed
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -311,6 +351,7 @@ impl ServerApi for ChaosRemote {
         space: &SpaceId,
         cursor: PullCursor,
     ) -> Result<PullResponse, RemoteError> {
+        self.log_call("pull", space);
         if access.is_none() && self.claims_erasure.load(Ordering::SeqCst) {
             // The lie is about the account: public content still flows.
             return self.inner.pull(access, space, cursor).await;

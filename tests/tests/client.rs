@@ -167,6 +167,38 @@ async fn a_fresh_profile_with_no_network_has_articles_and_hotlines() {
     ));
 }
 
+/// Edits leave before the round's pulls (they reach other devices sooner), and a push that
+/// fails does not keep public content (the hotlines) from being pulled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_pushes_first_and_pulls_public_content_even_when_the_push_fails() {
+    use haven_tests::chaos::ChaosRemote;
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = server_in(server_dir.path()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = ChaosRemote::recording(&server.url).unwrap();
+    let haven = Haven::open(HavenConfig::new(dir.path()), keystore(), recorder.clone()).unwrap();
+    haven.register("first", PASSWORD, "phone").await.unwrap();
+    haven.sync_once().await.unwrap();
+    haven.journal_create("Monday", "slept badly").unwrap();
+    recorder.take_calls();
+    haven.sync_once().await.unwrap();
+    let calls = recorder.take_calls();
+    assert_eq!(
+        calls[..3],
+        ["push private", "pull public", "pull private"],
+        "{calls:?}"
+    );
+
+    recorder.fail_pushes(true);
+    haven.journal_create("Tuesday", "a little better").unwrap();
+    assert!(haven.sync_once().await.is_err());
+    assert_eq!(recorder.take_calls(), ["push private", "pull public"]);
+    // Nothing is lost: the entry goes out with the next round that can push.
+    recorder.fail_pushes(false);
+    haven.sync_once().await.unwrap();
+    assert_eq!(haven.status().pending, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_weak_passwords_and_busy_profiles_are_typed_errors() {
     let server_dir = tempfile::tempdir().unwrap();

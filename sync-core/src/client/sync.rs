@@ -108,8 +108,9 @@ pub struct SyncReport {
 }
 
 impl Haven {
-    /// One sync round: public content (anonymously), then — with an account — push, pull,
-    /// heal and snapshot. Returns what moved; the status says where things stand.
+    /// One sync round: with an account, this device's edits are pushed first; then public
+    /// content (anonymously, even if the push failed), then the account's pull, heal and
+    /// snapshots. Returns what moved; the status says where things stand.
     pub async fn sync_once(&self) -> HavenResult<SyncReport> {
         self.sync_round_locked(true).await
     }
@@ -133,14 +134,25 @@ impl Haven {
 
     async fn sync_round(&self, with_public: bool) -> HavenResult<SyncReport> {
         let mut report = SyncReport::default();
-        let (logged_in, local_only) = {
+        let (account, local_only) = {
             let replica = self.replica();
-            (replica.meta.account.is_some(), replica.is_local_only())
+            (replica.meta.account.clone(), replica.is_local_only())
         };
-        if with_public || !logged_in || local_only {
+        // This device's edits leave first, so that they reach its other devices without waiting
+        // for the round's pulls. Public content (the hotlines) still comes before the private
+        // log, which is long on a fresh device, and is pulled even when the push failed.
+        let pushing = account
+            .as_ref()
+            .filter(|account| account.cut_off.is_none() && !local_only)
+            .map(|account| account.space);
+        let pushed = match &pushing {
+            Some(space) => self.push_outbox(space, &mut report).await,
+            None => Ok(0),
+        };
+        if with_public || account.is_none() || local_only {
             self.pull_space(&SpaceId::Public, &mut report).await?;
         }
-        let account = self.replica().meta.account.clone();
+        pushed?;
         let Some(account) = account else {
             return Ok(report);
         };
@@ -153,7 +165,6 @@ impl Haven {
             return Ok(report);
         }
         let space = account.space;
-        self.push_outbox(&space, &mut report).await?;
         self.pull_space(&space, &mut report).await?;
         if report.healed {
             self.push_outbox(&space, &mut report).await?;
