@@ -60,15 +60,19 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
         }
     }
 
+    /// The walked entry under `key`, if this map was walked and holds it.
+    fn walked_entry(&self, key: &str) -> Option<&WalkedEntry> {
+        self.walked.as_ref()?.iter().find(|entry| entry.key == key)
+    }
+
     /// The winning value under `key` and its id.
     fn lookup(&self, key: &str) -> Result<Option<(Value<'a>, ObjId)>, DocumentError> {
-        match &self.walked {
-            Some(walked) => Ok(walked
-                .iter()
-                .find(|entry| entry.key == key)
-                .map(|entry| (entry.value.clone(), entry.id.clone()))),
-            None => Ok(self.doc.get(&self.obj, key)?),
+        if self.walked.is_none() {
+            return Ok(self.doc.get(&self.obj, key)?);
         }
+        Ok(self
+            .walked_entry(key)
+            .map(|entry| (entry.value.clone(), entry.id.clone())))
     }
 
     /// The map `obj` of `doc`, named `path` in errors.
@@ -169,10 +173,11 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
     /// decided by op id, not by time) resolve them with [`Self::latest_timestamp`] or
     /// [`Self::earliest_timestamp`].
     fn timestamps(&self, key: &str) -> Result<Vec<i64>, DocumentError> {
-        let walked = self.walked.as_ref().and_then(|walked| {
-            let entry = walked.iter().find(|entry| entry.key == key)?;
-            (!entry.conflict).then(|| vec![(entry.value.clone(), entry.id.clone())])
-        });
+        // A walk keeps only the winner: a key with conflicting values reads them all.
+        let walked = self
+            .walked_entry(key)
+            .filter(|entry| !entry.conflict)
+            .map(|entry| vec![(entry.value.clone(), entry.id.clone())]);
         let values = match walked {
             Some(values) => values,
             None => self.doc.get_all(&self.obj, key)?,
